@@ -1,0 +1,116 @@
+"""Execute the chapters headless with papermill and build the HTML book from the executed copies.
+
+The repository stores notebooks without outputs. ``python -m memnotebooks.book`` runs every
+chapter in ``book/`` with papermill into ``_build/executed/``, stages those executed copies with
+the book's configuration in ``_build/source/``, and runs Jupyter Book on that (warnings are
+errors) into ``_build/html/``, so the rendered pages show the papermill outputs. ``make book``
+calls it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["chapters", "execute_chapter", "execute_chapters", "stage", "build_html", "main"]
+
+BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
+
+
+def chapters(root: str | os.PathLike = ".") -> list[Path]:
+    """The chapter notebooks in ``root/book``, in reading order."""
+    found = sorted(Path(root, "book").glob("[0-9][0-9]_*.ipynb"))
+    if not found:
+        raise FileNotFoundError(f"No chapter notebooks (book/NN_*.ipynb) under {Path(root).resolve()}.")
+    return found
+
+
+def execute_chapter(notebook: Path, output: Path, parameters: dict | None = None, kernel_name: str | None = None) -> Path:
+    """Run one notebook with papermill (headless), writing it to ``output`` atomically."""
+    import papermill
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".tmp-{output.name}")
+    papermill.execute_notebook(
+        str(notebook),
+        str(tmp),
+        parameters=parameters or {},
+        kernel_name=kernel_name,
+        cwd=str(notebook.parent),
+        progress_bar=False,
+    )
+    os.replace(tmp, output)
+    return output
+
+
+def execute_chapters(
+    root: str | os.PathLike = ".",
+    output_dir: str | os.PathLike = "_build/executed",
+    parameters: dict | None = None,
+    kernel_name: str | None = None,
+) -> list[Path]:
+    """Execute every chapter in order; returns the executed notebooks' paths."""
+    executed = []
+    for notebook in chapters(root):
+        start = time.perf_counter()
+        executed.append(execute_chapter(notebook, Path(output_dir) / notebook.name, parameters, kernel_name))
+        print(f"executed {notebook.name} in {time.perf_counter() - start:.0f} s", flush=True)
+    return executed
+
+
+def stage(root: str | os.PathLike, executed: list[Path], source_dir: str | os.PathLike) -> Path:
+    """Lay out a buildable book: configuration, markdown pages and the executed notebooks."""
+    root, source_dir = Path(root), Path(source_dir)
+    shutil.rmtree(source_dir, ignore_errors=True)
+    (source_dir / "book").mkdir(parents=True)
+    for name in BOOK_FILES:
+        shutil.copy2(root / name, source_dir / name)
+    for page in (root / "book").glob("*.md"):
+        shutil.copy2(page, source_dir / "book" / page.name)
+    for notebook in executed:
+        shutil.copy2(notebook, source_dir / "book" / notebook.name)
+    return source_dir
+
+
+def build_html(source_dir: str | os.PathLike, output_dir: str | os.PathLike = ".") -> Path:
+    """Run ``jupyter-book build -W`` on a staged source; the HTML lands in ``output_dir/_build/html``."""
+    command = ["jupyter-book", "build", str(source_dir), "--path-output", str(output_dir), "-W", "-n", "--keep-going"]
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    if jupyter_book.exists():
+        command[0] = str(jupyter_book)
+    subprocess.run(command, check=True)
+    return Path(output_dir) / "_build" / "html"
+
+
+def _parameter(text: str) -> tuple[str, object]:
+    """``name=value`` with ``value`` read as a Python literal where it is one (as papermill -p does)."""
+    import ast
+
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"parameters look like name=value, got {text!r}")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name, value
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m memnotebooks.book", description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default=".", help="repository root (holds book/, _config.yml, _toc.yml)")
+    parser.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebooks' own)")
+    parser.add_argument("-p", "--parameter", action="append", type=_parameter, default=[], help="name=value for every chapter")
+    args = parser.parse_args(argv)
+    build = Path(args.root) / "_build"
+    executed = execute_chapters(args.root, build / "executed", dict(args.parameter), args.kernel)
+    html = build_html(stage(args.root, executed, build / "source"), args.root)
+    print(f"book: {html.resolve() / 'index.html'}")
+
+
+if __name__ == "__main__":
+    main()

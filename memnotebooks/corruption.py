@@ -1,0 +1,166 @@
+"""Label corruption: the training labels a memorizing network is asked to fit.
+
+Each training point is selected with probability ``degree`` (the *corruption degree* ``p``).
+In the paper's ``uniform`` mode a selected point gets a label drawn uniformly from all ``C``
+classes, so it may keep its true label by chance and the expected fraction of *wrong* labels is
+``p (C - 1) / C``. Two modes beyond the paper:
+
+``permute``
+    the labels of the selected points are shuffled among themselves (Zhang et al. 2017; Arpit et
+    al. 2017), which keeps the label histogram exactly;
+``random_inputs``
+    labels are kept and the selected *inputs* are replaced by Gaussian noise with the data's
+    per-channel mean and std (Arpit et al. 2017); see :func:`randomize_inputs`.
+
+The draws use ``numpy.random.default_rng(seed)``, so the same seed gives the same labels on every
+machine. The selection is ``u_i < degree`` for one uniform ``u_i`` per point, drawn before
+anything else, so for a fixed seed the points corrupted at a lower degree are also corrupted at
+every higher one (the corrupted sets are nested), and each keeps the same random label.
+"""
+
+from __future__ import annotations
+
+from numbers import Real
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+
+__all__ = ["MODES", "CorruptedLabels", "corrupt_labels", "corruption_table", "randomize_inputs", "wrong_fraction"]
+
+MODES = ("uniform", "permute", "random_inputs")
+"""Corruption modes accepted by :func:`corrupt_labels`."""
+
+
+class CorruptedLabels(NamedTuple):
+    """Result of :func:`corrupt_labels`.
+
+    Attributes
+    ----------
+    labels : ndarray of shape (n_samples,), int64
+        The labels to train on.
+    mask : ndarray of shape (n_samples,), bool
+        Which points were selected for corruption. In ``uniform`` and ``permute`` mode a selected
+        point can keep its true label by chance; compare ``labels`` with the true labels (see
+        :func:`wrong_fraction`) for the points whose label is actually wrong.
+    """
+
+    labels: np.ndarray
+    mask: np.ndarray
+
+
+def check_degree(degree) -> float:
+    """Return ``degree`` as a float, or raise if it is not a real number in [0, 1]."""
+    if isinstance(degree, bool) or not isinstance(degree, Real) or not 0.0 <= float(degree) <= 1.0:
+        raise ValueError(f"corruption degree must be a number in [0, 1], got {degree!r}.")
+    return float(degree)
+
+
+def corrupt_labels(labels, degree: float, n_classes: int, seed: int = 0, mode: str = "uniform") -> CorruptedLabels:
+    """Corrupt a fraction ``degree`` of the labels.
+
+    Parameters
+    ----------
+    labels : array-like of shape (n_samples,)
+        True integer labels in ``[0, n_classes)``; a numpy array or a torch tensor.
+    degree : float in [0, 1]
+        Probability that each point is selected for corruption.
+    n_classes : int
+        Number of classes ``C`` (at least 2).
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+    mode : {"uniform", "permute", "random_inputs"}
+        See the module docstring. ``random_inputs`` returns the labels unchanged and the mask of
+        the points whose inputs :func:`randomize_inputs` replaces.
+
+    Returns
+    -------
+    CorruptedLabels
+        ``(labels, mask)``.
+    """
+    degree = check_degree(degree)
+    if mode not in MODES:
+        raise ValueError(f"Unknown corruption mode {mode!r}; choose one of: {', '.join(MODES)}.")
+    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
+        raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}.")
+    labels = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be a 1-D integer array, got dtype {labels.dtype} and shape {labels.shape}.")
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(f"labels must lie in [0, {n_classes}), found [{labels.min()}, {labels.max()}].")
+
+    rng = np.random.default_rng(seed)
+    mask = rng.random(labels.size) < degree
+    new_labels = labels.astype(np.int64, copy=True)
+    if mode == "uniform":
+        random_labels = rng.integers(0, n_classes, size=labels.size)
+        new_labels[mask] = random_labels[mask]
+    elif mode == "permute":
+        new_labels[mask] = rng.permutation(new_labels[mask])
+    return CorruptedLabels(new_labels, mask)
+
+
+def wrong_fraction(true_labels, given_labels) -> float:
+    """Fraction of points whose given label differs from the true one."""
+    true_labels, given_labels = np.asarray(true_labels), np.asarray(given_labels)
+    if true_labels.shape != given_labels.shape:
+        raise ValueError(f"label arrays differ in shape: {true_labels.shape} vs {given_labels.shape}.")
+    return float(np.mean(true_labels != given_labels)) if true_labels.size else 0.0
+
+
+def randomize_inputs(x: torch.Tensor, mask, seed: int = 0) -> torch.Tensor:
+    """Replace the masked inputs by Gaussian noise with the data's per-channel mean and std.
+
+    Parameters
+    ----------
+    x : Tensor of shape (n_samples, channels, height, width)
+    mask : array-like of shape (n_samples,), bool
+    seed : int
+        Seed of the noise (a ``torch.Generator`` on the CPU, so identical on every machine).
+
+    Returns
+    -------
+    Tensor of the same shape and dtype as ``x``; ``x`` itself is not modified.
+    """
+    mask = torch.as_tensor(np.asarray(mask), dtype=torch.bool)
+    if mask.shape != x.shape[:1]:
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not match {x.shape[0]} inputs.")
+    dims = [0] + list(range(2, x.ndim))
+    mean = x.mean(dim=dims, keepdim=True)
+    std = x.std(dim=dims, keepdim=True)
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn((int(mask.sum()),) + tuple(x.shape[1:]), generator=generator, dtype=x.dtype)
+    out = x.clone()
+    out[mask.to(x.device)] = (noise.to(x.device) * std + mean).to(x.dtype)
+    return out
+
+
+def corruption_table(labels, n_classes: int, degrees, seeds=(0,), modes=("uniform",)) -> pd.DataFrame:
+    """Measured effect of corruption over a grid of degrees, seeds and modes.
+
+    Returns
+    -------
+    DataFrame
+        One row per (mode, degree, seed): ``selected_fraction`` (mask mean),
+        ``wrong_fraction`` (labels that differ from the true ones) and
+        ``expected_wrong_fraction`` (``p (C - 1) / C`` in ``uniform`` mode).
+    """
+    rows = []
+    for mode in modes:
+        for degree in degrees:
+            for seed in seeds:
+                new, mask = corrupt_labels(labels, degree, n_classes, seed=seed, mode=mode)
+                rows.append(
+                    {
+                        "mode": mode,
+                        "corruption_degree": float(degree),
+                        "seed": seed,
+                        "selected_fraction": float(mask.mean()) if mask.size else 0.0,
+                        "wrong_fraction": wrong_fraction(np.asarray(labels), new),
+                        "expected_wrong_fraction": float(degree) * (n_classes - 1) / n_classes
+                        if mode == "uniform"
+                        else float("nan"),
+                    }
+                )
+    return pd.DataFrame(rows)

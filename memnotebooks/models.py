@@ -1,0 +1,196 @@
+"""The paper's architectures, each naming its probe layers.
+
+Every model has a ``probe_layers`` mapping from the paper's layer names (``input``, ``fc1``,
+``flatten``, ``layer3``, ...) to the node names that torchvision's feature extraction uses, in
+forward order. Hidden fully connected layers are ``nn.Sequential(Linear, ReLU)`` blocks, so a node
+such as ``fc1`` is the layer's output *after* its ReLU, as the paper probes it. ``input`` is the
+graph's placeholder ``x``: the (flattened) input itself.
+
+Build models by name with :func:`build_model`, which checks that the architecture can take the
+dataset's input shape.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock, ResNet
+
+__all__ = ["MODELS", "MLP", "CNN", "AlexNet", "ResNet18", "build_model", "probe_layers"]
+
+
+def _dense(in_features: int, out_features: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_features, out_features), nn.ReLU(inplace=True))
+
+
+def _conv(in_channels: int, out_channels: int, **kwargs) -> list[nn.Module]:
+    return [nn.Conv2d(in_channels, out_channels, **kwargs), nn.ReLU(inplace=True)]
+
+
+def _flat_size(features: nn.Module, input_shape: tuple[int, ...], model: str) -> int:
+    """Number of features after ``features`` for one input, or a clear error if it cannot run."""
+    features.eval()  # a dry run must not update BatchNorm statistics
+    try:
+        with torch.no_grad():
+            out = features(torch.zeros(1, *input_shape))
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(f"{model} cannot take inputs of shape {tuple(input_shape)}: {error}") from error
+    finally:
+        features.train()
+    return math.prod(out.shape[1:])
+
+
+class MLP(nn.Module):
+    """Fully connected network: flatten -> 128 -> 512 -> 2048 -> 2048 -> classes, ReLU between.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        Shape of one input, e.g. ``(1, 28, 28)``.
+    num_classes : int
+    hidden_sizes : tuple of int
+        Widths of the hidden layers ``fc1``, ``fc2``, ...
+    """
+
+    def __init__(self, input_shape, num_classes: int, hidden_sizes=(128, 512, 2048, 2048)):
+        super().__init__()
+        widths = [math.prod(input_shape), *hidden_sizes]
+        self.flatten = nn.Flatten()
+        self.hidden_names = [f"fc{i + 1}" for i in range(len(hidden_sizes))]
+        for name, n_in, n_out in zip(self.hidden_names, widths[:-1], widths[1:]):
+            self.add_module(name, _dense(n_in, n_out))
+        self.classifier = nn.Linear(widths[-1], num_classes)
+        self.probe_layers = {"input": "x", **{name: name for name in self.hidden_names}}
+
+    def forward(self, x):
+        x = self.flatten(x)
+        for name in self.hidden_names:
+            x = getattr(self, name)(x)
+        return self.classifier(x)
+
+
+class CNN(nn.Module):
+    """The paper's CNN: six 3x3 convolutions in three pooled stages, three dense layers of 250.
+
+    Convolutions 16, 16, pool, 32, 32, pool, 64, 64, pool (padding 1, ReLU), flatten (576 for
+    1x28x28 inputs, 1024 for 3x32x32, 64 for 1x8x8), dense 250, 250, 250 with ReLU, and a final
+    linear layer without bias.
+    """
+
+    def __init__(self, input_shape, num_classes: int):
+        super().__init__()
+        channels, layers = input_shape[0], []
+        for width in (16, 32, 64):
+            layers += _conv(channels, width, kernel_size=3, padding=1) + _conv(width, width, kernel_size=3, padding=1)
+            layers.append(nn.MaxPool2d(2))
+            channels = width
+        self.features = nn.Sequential(*layers)
+        self.flatten = nn.Flatten()
+        flat = _flat_size(self.features, input_shape, "cnn")
+        if flat == 0:
+            raise ValueError(f"cnn needs images of at least 8x8 pixels, got input shape {tuple(input_shape)}.")
+        self.fc1, self.fc2, self.fc3 = _dense(flat, 250), _dense(250, 250), _dense(250, 250)
+        self.classifier = nn.Linear(250, num_classes, bias=False)
+        self.probe_layers = {"input": "x", "flatten": "flatten", "fc1": "fc1", "fc2": "fc2", "fc3": "fc3"}
+
+    def forward(self, x):
+        x = self.flatten(self.features(x))
+        return self.classifier(self.fc3(self.fc2(self.fc1(x))))
+
+
+class AlexNet(nn.Module):
+    """AlexNet in the paper's two variants.
+
+    ``variant="cifar"`` (32x32 inputs): 3x3 convolutions 64 (stride 2), 192, 384, 256, 256 with
+    3x3/2 max-pools after the first, second and fifth, flatten 256. ``variant="imagenet"``
+    (Tiny-ImageNet, 64x64): torchvision's feature stack (11x11/4 first convolution) and a 6x6
+    adaptive average pool, flatten 256*6*6 = 9216. Both end in dense 4096, 4096 (ReLU) and a
+    linear classifier; ``fc1`` is sized for the variant's flatten (the published code overwrote
+    the Tiny-ImageNet classifier with the CIFAR one, whose 256 inputs cannot take 9216 features).
+    """
+
+    VARIANTS = ("cifar", "imagenet")
+
+    def __init__(self, input_shape, num_classes: int, variant: str | None = None):
+        super().__init__()
+        if variant is None:
+            variant = "imagenet" if min(input_shape[1:]) >= 63 else "cifar"
+        if variant not in self.VARIANTS:
+            raise ValueError(f"Unknown AlexNet variant {variant!r}; choose one of: {', '.join(self.VARIANTS)}.")
+        self.variant = variant
+        c = input_shape[0]
+        pool = nn.MaxPool2d(kernel_size=3, stride=2)
+        if variant == "cifar":
+            first = _conv(c, 64, kernel_size=3, stride=2, padding=1) + [pool]
+            second = _conv(64, 192, kernel_size=3, padding=1) + [pool]
+            self.avgpool = nn.Identity()
+        else:
+            first = _conv(c, 64, kernel_size=11, stride=4, padding=2) + [pool]
+            second = _conv(64, 192, kernel_size=5, padding=2) + [pool]
+            self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        rest = (
+            _conv(192, 384, kernel_size=3, padding=1)
+            + _conv(384, 256, kernel_size=3, padding=1)
+            + _conv(256, 256, kernel_size=3, padding=1)
+            + [pool]
+        )
+        self.features = nn.Sequential(*first, *second, *rest)
+        self.flatten = nn.Flatten()
+        flat = _flat_size(nn.Sequential(self.features, self.avgpool), input_shape, f"alexnet ({variant})")
+        self.fc1, self.fc2 = _dense(flat, 4096), _dense(4096, 4096)
+        self.classifier = nn.Linear(4096, num_classes)
+        self.probe_layers = {"flatten": "flatten", "fc1": "fc1", "fc2": "fc2"}
+
+    def forward(self, x):
+        x = self.flatten(self.avgpool(self.features(x)))
+        return self.classifier(self.fc2(self.fc1(x)))
+
+
+class ResNet18(ResNet):
+    """torchvision's ResNet-18 with ``num_classes`` outputs and any number of input channels."""
+
+    def __init__(self, input_shape, num_classes: int):
+        super().__init__(BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
+        if input_shape[0] != 3:
+            self.conv1 = nn.Conv2d(input_shape[0], 64, kernel_size=7, stride=2, padding=3, bias=False)
+        _flat_size(nn.Sequential(*list(self.children())[:-1]), input_shape, "resnet18")
+        names = ["maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool"]
+        self.probe_layers = {name: name for name in names}
+
+
+MODELS = {"mlp": MLP, "cnn": CNN, "alexnet": AlexNet, "resnet18": ResNet18}
+"""Model names accepted by :func:`build_model`."""
+
+
+def build_model(name: str, input_shape, num_classes: int, **kwargs) -> nn.Module:
+    """Build a model by name for inputs of ``input_shape`` and ``num_classes`` classes.
+
+    Parameters
+    ----------
+    name : {"mlp", "cnn", "alexnet", "resnet18"}
+    input_shape : tuple of int
+        ``(channels, height, width)`` of one input.
+    num_classes : int
+    **kwargs
+        Passed to the model's constructor (``hidden_sizes`` for the MLP, ``variant`` for AlexNet).
+
+    Raises
+    ------
+    ValueError
+        For an unknown name or an input shape the architecture cannot take.
+    """
+    if name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}; choose one of: {', '.join(MODELS)}.")
+    input_shape = tuple(int(s) for s in input_shape)
+    if len(input_shape) != 3 or min(input_shape) < 1:
+        raise ValueError(f"input_shape must be (channels, height, width), got {input_shape}.")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}.")
+    return MODELS[name](input_shape, num_classes, **kwargs)
+
+
+def probe_layers(model: nn.Module) -> list[str]:
+    """The model's probe layer names, in forward order."""
+    return list(model.probe_layers)

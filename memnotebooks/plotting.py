@@ -1,0 +1,143 @@
+"""Seaborn figures shared by the chapters.
+
+Each function takes a tidy ``pandas.DataFrame`` (one observation a row, as the package's table
+functions return) and returns the matplotlib ``Figure`` or ``Axes`` it drew, so a chapter can
+adjust or save it.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+__all__ = [
+    "ACCURACY_LABELS",
+    "final_accuracies",
+    "label_matrix",
+    "layer_embeddings",
+    "layer_widths",
+    "training_curves",
+    "wrong_fraction",
+]
+
+ACCURACY_LABELS = {
+    "train_accuracy": "training set, given labels",
+    "clean_accuracy": "clean subset",
+    "corrupted_accuracy_given": "corrupted subset, given labels",
+    "corrupted_accuracy_true": "corrupted subset, true labels",
+    "test_accuracy": "test set",
+}
+"""Legend names of the history's accuracy columns."""
+
+sns.set_theme(context="notebook", style="whitegrid")
+
+
+def _axes(ax, figsize):
+    return ax if ax is not None else plt.subplots(figsize=figsize, layout="constrained")[1]
+
+
+def label_matrix(labels: pd.DataFrame, ax=None, normalize: bool = True):
+    """Heatmap of given label against true label.
+
+    Parameters
+    ----------
+    labels : DataFrame
+        Columns ``true_label`` and ``given_label``, one row per training point.
+    normalize : bool
+        Show each true class's row as fractions (summing to 1) rather than counts.
+    """
+    ax = _axes(ax, (5, 4.2))
+    table = pd.crosstab(labels["true_label"], labels["given_label"], normalize="index" if normalize else False)
+    sns.heatmap(table, ax=ax, cmap="rocket_r", vmin=0, square=True, cbar_kws={"label": "fraction" if normalize else "count"})
+    ax.set(xlabel="given label", ylabel="true label")
+    return ax
+
+
+def wrong_fraction(table: pd.DataFrame, ax=None):
+    """Measured fraction of wrong labels against the corruption degree, with its expectation.
+
+    ``table`` is :func:`memnotebooks.corruption.corruption_table`'s output.
+    """
+    ax = _axes(ax, (5, 3.8))
+    sns.lineplot(table, x="corruption_degree", y="wrong_fraction", hue="mode", marker="o", errorbar=("pi", 100), ax=ax)
+    expected = table.dropna(subset="expected_wrong_fraction").drop_duplicates("corruption_degree")
+    if len(expected):
+        ax.plot(expected["corruption_degree"], expected["expected_wrong_fraction"], "k--", lw=1, label="p (C-1)/C")
+        ax.plot([0, 1], [0, 1], ":", color="grey", lw=1, label="p")
+    ax.legend()
+    ax.set(xlabel="corruption degree p", ylabel="fraction of wrong labels")
+    return ax
+
+
+def training_curves(history: pd.DataFrame, columns=None):
+    """Accuracy per epoch on each subset, one panel per corruption degree.
+
+    ``history`` is :func:`memnotebooks.experiments.history_table`'s output.
+    """
+    columns = list(columns or ACCURACY_LABELS)
+    long = history.melt(id_vars=["epoch", "corruption_degree", "seed"], value_vars=columns, var_name="subset", value_name="accuracy")
+    long["subset"] = long["subset"].map(ACCURACY_LABELS)
+    grid = sns.relplot(
+        long.dropna(subset="accuracy"),
+        x="epoch",
+        y="accuracy",
+        hue="subset",
+        col="corruption_degree",
+        kind="line",
+        col_wrap=min(3, history["corruption_degree"].nunique()),
+        height=3,
+        aspect=1.15,
+        facet_kws={"sharex": False},
+    )
+    grid.set_titles("p = {col_name}")
+    grid.set(ylim=(0, 1.02))
+    return grid.figure
+
+
+def final_accuracies(summary: pd.DataFrame, ax=None):
+    """Final training and test accuracy against the corruption degree.
+
+    ``summary`` is :func:`memnotebooks.experiments.summary_table`'s output.
+    """
+    ax = _axes(ax, (5, 3.8))
+    long = summary.melt(
+        id_vars=["corruption_degree", "seed"], value_vars=["train_accuracy", "test_accuracy"], var_name="set", value_name="accuracy"
+    )
+    long["set"] = long["set"].map({"train_accuracy": "training (given labels)", "test_accuracy": "test"})
+    sns.lineplot(long, x="corruption_degree", y="accuracy", hue="set", marker="o", ax=ax)
+    ax.set(xlabel="corruption degree p", ylabel="accuracy", ylim=(0, 1.02))
+    return ax
+
+
+def layer_widths(layers: pd.DataFrame, ax=None):
+    """Bar chart of probe-layer widths ``d`` (log scale); ``layers`` from ``activations.layer_table``."""
+    ax = _axes(ax, (5, 3))
+    sns.barplot(layers, x="layer", y="n_features", color="C0", ax=ax)
+    ax.set(yscale="log", ylabel="width d (features)")
+    ax.bar_label(ax.containers[0], fmt="%d")
+    return ax
+
+
+def layer_embeddings(points: pd.DataFrame):
+    """Scatter of each layer's 2-D projection, coloured by label; rows are corruption degrees.
+
+    ``points`` is :func:`memnotebooks.activations.embed_2d`'s output with a ``corruption_degree``
+    column added.
+    """
+    grid = sns.relplot(
+        points,
+        x="component_1",
+        y="component_2",
+        hue="label",
+        col="layer",
+        row="corruption_degree",
+        palette="tab10",
+        s=10,
+        linewidth=0,
+        height=2.4,
+        facet_kws={"sharex": False, "sharey": False},
+    )
+    grid.set_titles("p = {row_name} · {col_name}")
+    grid.set(xticks=[], yticks=[], xlabel="PC 1", ylabel="PC 2")
+    return grid.figure

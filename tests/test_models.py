@@ -1,0 +1,80 @@
+import pytest
+import torch
+
+from memnotebooks.models import MODELS, build_model, probe_layers
+
+# (channels, height, width) of every dataset the book supports, and its class count.
+SHAPES = {
+    "digits": ((1, 8, 8), 10),
+    "mnist": ((1, 28, 28), 10),
+    "fashion_mnist": ((1, 28, 28), 10),
+    "cifar10": ((3, 32, 32), 10),
+    "cifar100": ((3, 32, 32), 100),
+    "tiny_imagenet": ((3, 64, 64), 200),
+}
+# AlexNet is the paper's model for CIFAR-100 and Tiny-ImageNet; its pooling cannot take 8x8 or 28x28.
+UNSUPPORTED = {("alexnet", "digits"), ("alexnet", "mnist"), ("alexnet", "fashion_mnist")}
+
+
+@pytest.mark.parametrize("dataset", SHAPES)
+@pytest.mark.parametrize("model_name", MODELS)
+def test_forward_shape_on_every_dataset(model_name, dataset):
+    shape, n_classes = SHAPES[dataset]
+    if (model_name, dataset) in UNSUPPORTED:
+        with pytest.raises(ValueError, match=rf"alexnet.*cannot take inputs of shape \{shape}"):
+            build_model(model_name, shape, n_classes)
+        return
+    model = build_model(model_name, shape, n_classes).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, *shape))
+    assert out.shape == (2, n_classes)
+
+
+@pytest.mark.parametrize(
+    "model_name, shape, layer, width",
+    [
+        ("cnn", (1, 28, 28), "flatten", 576),
+        ("cnn", (3, 32, 32), "flatten", 1024),
+        ("cnn", (1, 8, 8), "flatten", 64),
+        ("alexnet", (3, 32, 32), "flatten", 256),
+        ("alexnet", (3, 64, 64), "flatten", 256 * 6 * 6),
+        ("mlp", (1, 28, 28), "fc4", 2048),
+    ],
+)
+def test_layer_widths_match_the_paper(model_name, shape, layer, width):
+    from memnotebooks.activations import layer_table
+
+    table = layer_table(build_model(model_name, shape, 10), shape).set_index("layer")
+    assert table.loc[layer, "n_features"] == width
+
+
+def test_probe_layers_use_the_papers_names_in_order():
+    assert probe_layers(build_model("mlp", (1, 8, 8), 10)) == ["input", "fc1", "fc2", "fc3", "fc4"]
+    assert probe_layers(build_model("cnn", (1, 8, 8), 10)) == ["input", "flatten", "fc1", "fc2", "fc3"]
+    assert probe_layers(build_model("alexnet", (3, 32, 32), 100)) == ["flatten", "fc1", "fc2"]
+    assert probe_layers(build_model("resnet18", (3, 32, 32), 10)) == [
+        "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool"
+    ]
+
+
+def test_cnn_classifier_has_no_bias_and_tiny_imagenet_alexnet_gets_its_own_classifier():
+    assert build_model("cnn", (1, 28, 28), 10).classifier.bias is None
+    alexnet = build_model("alexnet", (3, 64, 64), 200)
+    assert alexnet.variant == "imagenet" and alexnet.fc1[0].in_features == 9216
+    assert build_model("alexnet", (3, 32, 32), 100).variant == "cifar"
+
+
+def test_building_does_not_touch_batchnorm_statistics():
+    model = build_model("resnet18", (3, 32, 32), 10)
+    assert torch.equal(model.bn1.running_mean, torch.zeros(64)) and model.bn1.num_batches_tracked == 0
+
+
+def test_unknown_model_and_bad_shapes_are_rejected():
+    with pytest.raises(ValueError, match="'vgg'.*mlp, cnn, alexnet, resnet18"):
+        build_model("vgg", (1, 8, 8), 10)
+    with pytest.raises(ValueError, match="cnn cannot take inputs of shape"):
+        build_model("cnn", (1, 4, 4), 10)
+    with pytest.raises(ValueError, match=r"input_shape must be \(channels, height, width\)"):
+        build_model("mlp", (64,), 10)
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 2"):
+        build_model("mlp", (1, 8, 8), 1)
