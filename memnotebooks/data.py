@@ -24,7 +24,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torchvision import datasets as tv_datasets
-from torchvision.io import ImageReadMode, decode_image
+from torchvision.datasets.folder import default_loader
 
 __all__ = ["DATASETS", "Dataset", "DatasetNotFoundError", "default_root", "load_dataset"]
 
@@ -235,7 +235,8 @@ def _load_cifar(dataset_class, root: Path, download: bool):
 
 
 def _read_rgb(paths) -> torch.Tensor:
-    return torch.stack([decode_image(str(path), mode=ImageReadMode.RGB) for path in paths])
+    """Images as (n, 3, h, w) uint8, read by torchvision's ImageFolder loader (PIL, RGB)."""
+    return torch.from_numpy(np.stack([np.asarray(default_loader(str(path))) for path in paths])).permute(0, 3, 1, 2)
 
 
 def _load_tiny_imagenet(root: Path):

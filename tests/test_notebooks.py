@@ -1,0 +1,53 @@
+"""The chapters: stored without outputs, parameterized, executed by papermill, built as a book."""
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from memnotebooks import book
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = book.chapters(ROOT)
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.name)
+def test_stored_without_outputs_and_with_a_parameters_cell(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert all(not cell.outputs and cell.execution_count is None for cell in code)
+    tagged = [cell for cell in code if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1 and tagged[0] is code[0]
+    assert nb.metadata.kernelspec.name == "python3"
+    # Notebooks stay thin: no function definitions longer than a few lines.
+    for cell in code:
+        for body in re.findall(r"^def .*?(?=^\S|\Z)", cell.source, flags=re.M | re.S):
+            assert body.count("\n") <= 5
+
+
+def test_chapters_are_listed_in_the_table_of_contents():
+    toc = (ROOT / "_toc.yml").read_text()
+    for notebook in CHAPTERS:
+        assert f"file: book/{notebook.stem}" in toc
+
+
+@pytest.mark.notebooks
+def test_every_chapter_runs_with_papermill_and_the_book_builds(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEMNOTEBOOKS_ARTIFACTS", str(tmp_path / "artifacts"))
+    executed = book.execute_chapters(ROOT, tmp_path / "executed")
+    for notebook in executed:
+        nb = nbformat.read(notebook, as_version=4)
+        images = [o for cell in nb.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+        assert images, f"{notebook.name} drew no figure"
+        errors = [o for cell in nb.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors
+    # Chapter 03 reused chapter 02's runs: every run folder is a distinct configuration.
+    configs = [json.loads(p.read_text()) for p in (tmp_path / "artifacts").glob("*/config.json")]
+    assert len(configs) == len({json.dumps(c, sort_keys=True) for c in configs}) == 3
+
+    html = book.build_html(book.stage(ROOT, executed, tmp_path / "source"), tmp_path)
+    for notebook in executed:
+        page = (html / "book" / f"{notebook.stem}.html").read_text()
+        assert page.count("<img") >= 2, f"{notebook.stem}.html shows no figures"
