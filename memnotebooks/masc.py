@@ -1,0 +1,288 @@
+"""The Minimum Angle Subspace Classifier (MASC) of Ketha & Ramaswamy (2025)."""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+__all__ = ["MASC"]
+
+# Points per chunk are chosen so that one chunk's (points x basis rows) block holds about this
+# many float32 numbers (64 MiB), which bounds memory on inputs of any size.
+_CHUNK_ELEMENTS = 1 << 24
+
+
+def _class_subspace(x: torch.Tensor, variance_threshold: float):
+    """Uncentred PCA of one class's points ``x`` (n_c, d), in float64.
+
+    Returns the eigenvalue ratios, the number ``k`` of kept components, and the rows spanning
+    either the kept subspace (k, d) or, when ``k > d / 2`` and the d x d Gram was used, its
+    orthogonal complement (d - k, d), with a flag saying which.
+    """
+    n, d = x.shape
+    # PCA of [x; -x] is the eigendecomposition of x^T x: use the smaller of the two Grams.
+    small = n < d
+    eigenvalues, vectors = torch.linalg.eigh(x @ x.T if small else x.T @ x)
+    eigenvalues, vectors = eigenvalues.flip(0).clamp_(min=0), vectors.flip(1)
+    total = eigenvalues.sum()
+    if total <= 0:  # every point is zero: no direction, every angle is 90 degrees
+        return eigenvalues[:0], 0, x.new_zeros(0, d), False
+    ratio = eigenvalues / total
+    rank = int((eigenvalues > eigenvalues[0] * max(n, d) * torch.finfo(x.dtype).eps).sum())
+    k = min(int((ratio.cumsum(0) <= variance_threshold).sum()) + 1, rank)
+    if small:  # right singular vectors from the left ones: v_j = x^T u_j / sqrt(lambda_j)
+        return ratio[:k], k, (x.T @ vectors[:, :k] / eigenvalues[:k].sqrt()).T, False
+    if k > d / 2:
+        return ratio[:k], k, vectors[:, k:].T, True
+    return ratio[:k], k, vectors[:, :k].T, False
+
+
+class MASC(ClassifierMixin, BaseEstimator):
+    """Minimum Angle Subspace Classifier.
+
+    Each class is represented by the linear subspace that holds ``variance_threshold`` of its
+    training points' uncentred variance; a point is assigned to the class whose subspace makes
+    the smallest angle with it. For class ``c`` with points ``X_c`` (n_c, d), the subspace is
+    spanned by the leading eigenvectors of ``X_c^T X_c`` (PCA of ``X_c`` stacked with ``-X_c``),
+    keeping the fewest ``k_c`` whose cumulative explained variance exceeds the threshold; the
+    angle of ``x`` to it is ``arccos(||B_c x|| / ||x||)`` for the orthonormal basis ``B_c``.
+
+    Fitting uses the d x d Gram when ``n_c >= d`` and the n_c x n_c one otherwise, in float64;
+    when ``k_c > d / 2`` the classifier keeps the orthogonal complement instead of the basis, so
+    predicting costs ``min(k_c, d - k_c)`` dot products per point and class. Prediction is
+    batched over points and classes, in the input's precision (float32 or float64), in chunks of
+    bounded memory, on the device of the fitted data (numpy arrays and CPU or CUDA torch tensors
+    are accepted).
+
+    A point that is all zeros makes an angle of 90 degrees with every class; it is assigned to
+    the first class of ``classes_`` (ties go to the lowest class label) and counted in a warning.
+
+    Parameters
+    ----------
+    variance_threshold : float in (0, 1], default=0.99
+        Share of each class's uncentred variance its subspace must hold; ``k_c`` is the number
+        of components whose cumulative ratio is at most this, plus one (never more than the
+        rank).
+    batch_size : int, default=None
+        Points per chunk when computing angles; ``None`` chooses it from a 64 MiB budget.
+    device : str or torch.device, default=None
+        Where to fit and predict; ``None`` uses the device of the tensor passed to ``fit``
+        (the CPU for numpy input).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels, sorted; any label type.
+    n_components_ : ndarray of shape (n_classes,)
+        Subspace dimension ``k_c`` of each class.
+    components_ : list of ndarray of shape (k_c, n_features)
+        Orthonormal basis of each class subspace, rows in order of decreasing variance.
+    explained_variance_ratio_ : list of ndarray of shape (k_c,)
+        Share of the class's uncentred variance along each kept component.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+
+    See Also
+    --------
+    sklearn.neighbors.NearestCentroid : nearest class mean, the Euclidean relative.
+
+    Notes
+    -----
+    scikit-learn's ``check_estimator`` passes except ``check_classifiers_train``, which cannot:
+    its data are centred 2-D blobs, for which every class subspace is the whole plane and every
+    angle is 0, so the training accuracy it demands is out of reach by construction.
+
+    References
+    ----------
+    S. Ketha and V. Ramaswamy, "Decoding Generalization from Memorization in Deep Neural
+    Networks", arXiv:2501.14687, 2025.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from memnotebooks.masc import MASC
+    >>> X = np.array([[1.0, 0.1], [2.0, -0.1], [0.1, 1.0], [-0.1, 3.0]])
+    >>> clf = MASC().fit(X, ["a", "a", "b", "b"])
+    >>> clf.predict([[5.0, 0.5], [0.2, -4.0]]).tolist()
+    ['a', 'b']
+    >>> clf.angles([[1.0, 0.5]]).round(1)
+    array([[27.7, 64.6]])
+    """
+
+    def __init__(self, variance_threshold: float = 0.99, batch_size: int | None = None, device=None):
+        self.variance_threshold = variance_threshold
+        self.batch_size = batch_size
+        self.device = device
+
+    def _check_params(self):
+        t = self.variance_threshold
+        if isinstance(t, bool) or not isinstance(t, Real) or not 0 < t <= 1:
+            raise ValueError(f"variance_threshold must be a number in (0, 1], got {t!r}.")
+        b = self.batch_size
+        if b is not None and (isinstance(b, bool) or not isinstance(b, Integral) or b < 1):
+            raise ValueError(f"batch_size must be None or an integer >= 1, got {b!r}.")
+
+    def _validate_X(self, X, y=None, reset=False):
+        """Numpy input through scikit-learn's checks; torch tensors checked in place (no copy)."""
+        if y is None and reset:
+            raise ValueError("MASC requires y to be passed, but the target y is None.")
+        if not isinstance(X, torch.Tensor):
+            # np.require copies only read-only arrays, which torch cannot wrap
+            if y is None:
+                X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+                return torch.from_numpy(np.require(X, requirements="W"))
+            X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32])
+            return torch.from_numpy(np.require(X, requirements="W")), y
+        if X.ndim != 2 or not X.is_floating_point():
+            raise ValueError(f"Expected a 2-D floating-point tensor, got shape {tuple(X.shape)} and dtype {X.dtype}.")
+        if len(X) == 0:
+            raise ValueError("Found array with 0 sample(s) (shape=(0, ...)) while a minimum of 1 is required.")
+        if not torch.isfinite(X).all():
+            raise ValueError("Input X contains NaN or infinity.")
+        if reset:
+            self.n_features_in_ = X.shape[1]
+        elif X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but MASC is expecting {self.n_features_in_} features as input."
+            )
+        if y is None:
+            return X
+        y = y.cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+        if y.ndim != 1 or len(y) != len(X):
+            raise ValueError(f"y must be 1-D with one label per row of X ({len(X)}), got shape {y.shape}.")
+        return X, y
+
+    def fit(self, X, y):
+        """Fit one subspace per class.
+
+        Parameters
+        ----------
+        X : array-like or Tensor of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Class labels, of any type.
+
+        Returns
+        -------
+        self : MASC
+        """
+        self._check_params()
+        X, y = self._validate_X(X, y, reset=True)
+        check_classification_targets(y)
+        self.classes_, encoded = np.unique(y, return_inverse=True)
+        device = torch.device(self.device) if self.device is not None else X.device
+        X = X.to(device, torch.float64)
+        encoded = torch.as_tensor(encoded, device=device)
+        ratios, ks, rows, complements = [], [], [], []
+        for c in range(len(self.classes_)):
+            ratio, k, span, complement = _class_subspace(X[encoded == c], float(self.variance_threshold))
+            ratios.append(ratio)
+            ks.append(k)
+            rows.append(span)
+            complements.append(complement)
+        self.n_components_ = np.array(ks)
+        self.explained_variance_ratio_ = [r.cpu().numpy() for r in ratios]
+        self._rows = torch.cat(rows)  # (sum of spans, d), float64
+        self._row_class = torch.cat(
+            [torch.full((len(r),), c, dtype=torch.long, device=device) for c, r in enumerate(rows)]
+        )
+        self._complement = torch.tensor(complements, device=device)
+        self._components = rows
+        return self
+
+    @property
+    def components_(self) -> list[np.ndarray]:
+        """Orthonormal basis of each class subspace (k_c, n_features), computed on demand."""
+        check_is_fitted(self)
+        return [self._basis(c).cpu().numpy() for c in range(len(self.classes_))]
+
+    def _basis(self, c: int) -> torch.Tensor:
+        span = self._components[c]
+        if not self._complement[c]:
+            return span
+        # The kept components are the complement of the stored rows: rebuild them by an eigh of
+        # I - S^T S, whose eigenvalue-1 eigenvectors span the subspace (rare, for inspection only).
+        d = span.shape[1]
+        _, vectors = torch.linalg.eigh(torch.eye(d, dtype=span.dtype, device=span.device) - span.T @ span)
+        return vectors[:, d - int(self.n_components_[c]) :].flip(1).T
+
+    def _cos_sin_squared(self, X: torch.Tensor):
+        """Squared norms of each point's part inside and outside every class subspace, (n, C) each."""
+        norm2 = X.square().sum(1, keepdim=True)
+        spanned = torch.zeros(len(X), len(self.classes_), device=X.device, dtype=X.dtype)
+        spanned.index_add_(1, self._row_class, (X @ self._rows.to(X.dtype).T).square())
+        # Complement classes store the outside part directly: more precise for small angles.
+        inside = torch.where(self._complement, (norm2 - spanned).clamp_(min=0), spanned)
+        outside = torch.where(self._complement, spanned, (norm2 - spanned).clamp_(min=0))
+        return inside, outside
+
+    def _angles(self, X) -> torch.Tensor:
+        check_is_fitted(self)
+        X = self._validate_X(X)
+        # Angles are computed in the input's precision: float32 activations take the fast path.
+        X = X.to(self._rows.device, torch.float64 if X.dtype == torch.float64 else torch.float32)
+        size = self.batch_size or max(1, _CHUNK_ELEMENTS // max(len(self._rows), len(self.classes_)))
+        chunks = []
+        for start in range(0, len(X), size):
+            inside, outside = self._cos_sin_squared(X[start : start + size])
+            chunks.append(torch.rad2deg(torch.atan2(outside.sqrt(), inside.sqrt())))
+        angles = torch.cat(chunks)
+        zero = (X == 0).all(dim=1)
+        if zero.any():
+            angles[zero] = 90.0
+            warnings.warn(
+                f"{int(zero.sum())} of {len(X)} points are all zeros: their angle to every class is 90 degrees "
+                f"and they are assigned to the first class, {self.classes_[0]!r}.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return angles
+
+    def angles(self, X) -> np.ndarray:
+        """Angle in degrees, in [0, 90], between each point and each class subspace.
+
+        Parameters
+        ----------
+        X : array-like or Tensor of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Columns follow ``classes_``.
+        """
+        return self._angles(X).cpu().numpy().astype(np.float64)
+
+    def decision_function(self, X) -> np.ndarray:
+        """Confidence scores: minus the angles, so that larger is better.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes), or (n_samples,) for two classes
+            For two classes, ``angle to classes_[0] - angle to classes_[1]``: positive means
+            ``classes_[1]``, as scikit-learn's binary convention asks.
+        """
+        angles = self.angles(X)
+        if len(self.classes_) == 2:
+            return angles[:, 0] - angles[:, 1]
+        return -angles
+
+    def predict(self, X) -> np.ndarray:
+        """The class of the subspace at the smallest angle (ties: the lowest class label).
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        # argmin returns the first minimum, i.e. the lowest label among tied classes
+        nearest = self._angles(X).argmin(dim=1).cpu().numpy()
+        return self.classes_[nearest]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
