@@ -29,12 +29,34 @@ import pandas as pd
 import torch
 from torch import nn
 
+from sklearn.model_selection import train_test_split
+
+from .activations import check_layers, extract_activations
 from .corruption import MODES, check_degree, corrupt_labels, randomize_inputs
 from .data import DATASETS, Dataset, load_dataset
+from .geometry import class_geometry
 from .models import MODELS, build_model
+from .probes import PROBES, is_well_posed, make_probe, probe_accuracies
 from .training import paper_settings, resolve_device, train
 
-__all__ = ["RunConfig", "Run", "default_artifacts_dir", "run", "run_grid", "summary_table", "history_table"]
+__all__ = [
+    "RunConfig",
+    "Run",
+    "best_layers",
+    "default_artifacts_dir",
+    "geometry_table",
+    "headline_table",
+    "history_table",
+    "layerwise_evaluation",
+    "paper_table",
+    "run",
+    "run_grid",
+    "summary_table",
+    "validation_split",
+]
+
+VALIDATION_FRACTION = 0.2
+"""Share of the test set used to choose a layer (the relabel protocol's 20/80 split)."""
 
 
 def default_artifacts_dir() -> Path:
@@ -297,3 +319,182 @@ def summary_table(runs) -> pd.DataFrame:
 def history_table(runs) -> pd.DataFrame:
     """All runs' per-epoch histories, stacked, with the configuration columns."""
     return pd.concat([r.history.assign(**_config_columns(r)) for r in runs], ignore_index=True)
+
+
+def validation_split(y_test, fraction: float = VALIDATION_FRACTION, seed: int = 0) -> np.ndarray:
+    """Boolean mask (n_test,): the stratified validation part of the test set (fixed seed)."""
+    y_test = np.asarray(y_test)
+    validation, _ = train_test_split(np.arange(len(y_test)), train_size=fraction, stratify=y_test, random_state=seed)
+    mask = np.zeros(len(y_test), dtype=bool)
+    mask[validation] = True
+    return mask
+
+
+def _write_table_atomically(table: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".tmp-{path.name}-{uuid.uuid4().hex[:8]}")
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+# Read back as text: pandas would otherwise parse the label set "true" as a boolean.
+_TEXT_COLUMNS = {name: str for name in ("layer", "probe", "subspace_labels", "split", "target")}
+
+
+def _cached_table(path: Path, compute) -> pd.DataFrame:
+    if not path.exists():
+        _write_table_atomically(compute(), path)
+    return pd.read_csv(path, dtype=_TEXT_COLUMNS)
+
+
+def _evaluation_sets(run_: Run, train_acts, test_acts) -> dict:
+    """The labelled sets a probe is scored on: (split, target) -> (X, y)."""
+    y_test = run_.dataset.y_test.numpy()
+    validation = validation_split(y_test)
+    given, true = run_.train_labels.numpy(), run_.dataset.y_train.numpy()
+    wrong = given != true
+    return {
+        ("test", "true"): (test_acts, y_test),
+        ("test_validation", "true"): (test_acts[validation], y_test[validation]),
+        ("test_holdout", "true"): (test_acts[~validation], y_test[~validation]),
+        ("train_clean", "true"): (train_acts[~wrong], true[~wrong]),
+        ("train_corrupted", "true"): (train_acts[wrong], true[wrong]),
+        ("train_corrupted", "given"): (train_acts[wrong], given[wrong]),
+    }
+
+
+def layerwise_evaluation(run_: Run, probes=("masc",), layers=None, subspace_labels=("corrupted", "true")) -> pd.DataFrame:
+    """Decode every probe layer of a run with each probe, fitted on corrupted and on true labels.
+
+    For each layer, probe and choice of fitting labels (``corrupted``: the labels the network was
+    trained on; ``true``: the clean ones), the probe is fitted on the training activations and
+    scored on the test set (whole, and its validation and holdout parts, see
+    :func:`validation_split`), on the clean training points and on the corrupted ones (against
+    their true and their given labels). Results are cached in the run's folder, one file a probe.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``dataset``, ``model``, ``corruption_degree``, ``seed``, ``layer``,
+        ``layer_index``, ``probe``, ``subspace_labels``, ``split``, ``target``, ``accuracy``,
+        ``n_points``.
+    """
+    layers = check_layers(run_.model, layers)
+    unknown = [p for p in probes if p not in PROBES]
+    if unknown:
+        raise ValueError(f"Unknown probe(s) {unknown}; choose from: {', '.join(PROBES)}.")
+    for labels in subspace_labels:
+        if labels not in ("corrupted", "true"):
+            raise ValueError(f"Unknown subspace_labels {labels!r}; choose from: corrupted, true.")
+    fit_labels = {"corrupted": run_.train_labels.numpy(), "true": run_.dataset.y_train.numpy()}
+    activations = {}
+
+    def layer_activations(layer):
+        if layer not in activations:
+            train_acts = extract_activations(run_.model, run_.dataset.x_train, [layer])[layer].numpy()
+            test_acts = extract_activations(run_.model, run_.dataset.x_test, [layer])[layer].numpy()
+            activations.clear()  # one layer in memory at a time
+            activations[layer] = (train_acts, test_acts)
+        return activations[layer]
+
+    def evaluate(probe, layer, labels):
+        train_acts, test_acts = layer_activations(layer)
+        estimator = make_probe(probe) if is_well_posed(probe, train_acts, fit_labels[labels]) else None
+        table = probe_accuracies(estimator, train_acts, fit_labels[labels], _evaluation_sets(run_, train_acts, test_acts))
+        return table.assign(layer=layer, probe=probe, subspace_labels=labels)
+
+    all_layers = list(run_.model.probe_layers)
+    frames = []
+    for probe in probes:
+        for labels in subspace_labels:
+            # One cached table per probe and fitting labels covers every layer; later calls reuse it.
+            table = _cached_table(
+                run_.path / f"evaluation-{probe}-{labels}.csv",
+                lambda: pd.concat([evaluate(probe, layer, labels) for layer in all_layers]),
+            )
+            frames.append(table[table.layer.isin(layers)])
+    table = pd.concat(frames, ignore_index=True)
+    table["layer_index"] = table.layer.map(all_layers.index)
+    columns = ["layer", "layer_index", "probe", "subspace_labels", "split", "target", "accuracy", "n_points"]
+    return table[columns].assign(**_config_columns(run_))[list(_config_columns(run_)) + columns]
+
+
+def best_layers(evaluation: pd.DataFrame) -> pd.DataFrame:
+    """Best layer per (dataset, model, degree, probe, subspace labels), chosen two ways.
+
+    ``paper_*``: as the paper reports it, the maximum over layers of the mean (over seeds) test
+    accuracy: the layer is chosen on the very set it is scored on, which flatters it.
+    ``validated_*``: the layer with the best mean accuracy on the validation 20 % of the test
+    set, scored on the other 80 %.
+    """
+    keys = ["dataset", "model", "corruption_degree", "probe", "subspace_labels"]
+    mean = evaluation.groupby(keys + ["layer", "split", "target"], as_index=False)["accuracy"].mean()
+
+    def pick(split_choose, split_score, prefix):
+        choose = mean[(mean.split == split_choose) & (mean.target == "true")]
+        best = choose.loc[choose.groupby(keys)["accuracy"].idxmax(), keys + ["layer"]]
+        scored = best.merge(mean[(mean.split == split_score) & (mean.target == "true")], on=keys + ["layer"])
+        return scored[keys + ["layer", "accuracy"]].rename(columns={"layer": f"{prefix}_layer", "accuracy": f"{prefix}_accuracy"})
+
+    return pick("test", "test", "paper").merge(pick("test_validation", "test_holdout", "validated"), on=keys)
+
+
+def headline_table(evaluation: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """The paper's headline per degree: the network's test accuracy and MASC's at the best layer.
+
+    For each fitting-label set (``corrupted``, ``true``): ``masc_<labels>`` and its layer as the
+    paper selects it (on the test set), and ``masc_<labels>_validated`` with its layer chosen on
+    the validation 20 % and scored on the other 80 % (see :func:`best_layers`). Means over seeds.
+    """
+    keys = ["dataset", "model", "corruption_degree"]
+    table = summary.groupby(keys, as_index=False)["test_accuracy"].mean().rename(columns={"test_accuracy": "model_test"})
+    best = best_layers(evaluation[evaluation.probe == "masc"])
+    for labels in ("corrupted", "true"):
+        part = best[best.subspace_labels == labels].rename(
+            columns={
+                "paper_accuracy": f"masc_{labels}",
+                "paper_layer": f"masc_{labels}_layer",
+                "validated_accuracy": f"masc_{labels}_validated",
+                "validated_layer": f"masc_{labels}_validated_layer",
+            }
+        )
+        table = table.merge(part.drop(columns=["probe", "subspace_labels"]), on=keys, how="left")
+    return table
+
+
+def geometry_table(run_: Run, layers=None, subspace_labels: str = "true", variance_threshold: float = 0.99) -> pd.DataFrame:
+    """Per layer and class: subspace dimension, its share of the width, participation ratio and
+    mean principal angle to the other classes (:func:`memnotebooks.geometry.class_geometry`),
+    from the training activations grouped by their true or their corrupted labels."""
+    layers = check_layers(run_.model, layers)
+    labels = {"true": run_.dataset.y_train, "corrupted": run_.train_labels}[subspace_labels]
+    frames = []
+    for layer, values in extract_activations(run_.model, run_.dataset.x_train, layers).items():
+        table = class_geometry(values.numpy(), labels.numpy(), variance_threshold)
+        frames.append(
+            table.assign(
+                layer=layer,
+                layer_index=list(run_.model.probe_layers).index(layer),
+                n_features=values.shape[1],
+                subspace_labels=subspace_labels,
+            )
+        )
+    return pd.concat(frames, ignore_index=True).assign(**_config_columns(run_))
+
+
+PAPER_NAMES = {
+    "model": {"mlp": "MLP", "cnn": "CNN", "alexnet": "AlexNet", "resnet18": "ResNet18"},
+    "dataset": {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100", "tiny_imagenet": "TinyImageNet"},
+}
+
+
+def paper_table(path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The paper's table (Ketha & Ramaswamy 2025): model test accuracy and MASC at the best layer
+    (test-selected) with corrupted and true subspaces, mean of 3 runs, with this package's
+    model and dataset names. Read from ``data/paper_table.csv`` in the repository."""
+    path = Path(path) if path is not None else Path(__file__).resolve().parents[1] / "data" / "paper_table.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"The paper's table is not at {path}; it ships in the repository's data/ folder.")
+    table = pd.read_csv(path, comment="#")
+    for column, names in PAPER_NAMES.items():
+        table[column] = table[column].map({paper: ours for ours, paper in names.items()})
+    return table

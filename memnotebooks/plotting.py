@@ -13,10 +13,13 @@ import seaborn as sns
 
 __all__ = [
     "ACCURACY_LABELS",
+    "decoding_by_layer",
     "final_accuracies",
     "label_matrix",
     "layer_embeddings",
+    "layer_geometry",
     "layer_widths",
+    "probe_comparison",
     "training_curves",
     "wrong_fraction",
 ]
@@ -141,3 +144,63 @@ def layer_embeddings(points: pd.DataFrame):
     grid.set_titles("p = {row_name} · {col_name}")
     grid.set(xticks=[], yticks=[], xlabel="PC 1", ylabel="PC 2")
     return grid.figure
+
+
+def _in_layer_order(table: pd.DataFrame) -> pd.DataFrame:
+    return table.sort_values("layer_index", kind="stable") if "layer_index" in table else table
+
+
+def layer_geometry(geometry: pd.DataFrame):
+    """Subspace dimension share, participation ratio and class overlap per layer and degree.
+
+    ``geometry`` is :func:`memnotebooks.experiments.geometry_table`'s output for several runs
+    (one row per run, layer and class); lines are class means with their 95 % intervals.
+    """
+    measures = {
+        "k_fraction": "subspace dimension k / d",
+        "participation_ratio": "participation ratio",
+        "mean_principal_angle": "mean principal angle (°)",
+    }
+    fig, axes = plt.subplots(1, len(measures), figsize=(13, 3.6), layout="constrained")
+    for ax, (column, label) in zip(axes, measures.items()):
+        sns.lineplot(
+            _in_layer_order(geometry), x="layer", y=column, hue="corruption_degree", marker="o",
+            palette="flare", ax=ax, legend=ax is axes[-1], sort=False,
+        )
+        ax.set(ylabel=label)
+    axes[-1].legend(title="p", loc="best")
+    return fig
+
+
+def decoding_by_layer(evaluation: pd.DataFrame, summary: pd.DataFrame):
+    """MASC test accuracy per layer, with corrupted and true subspaces, against the model's own.
+
+    ``evaluation`` is :func:`memnotebooks.experiments.layerwise_evaluation`'s output (MASC rows)
+    for several runs; ``summary`` is :func:`memnotebooks.experiments.summary_table`'s for them.
+    One panel per corruption degree; the dashed line is the network's test accuracy.
+    """
+    test = evaluation[(evaluation.probe == "masc") & (evaluation.split == "test")]
+    test = _in_layer_order(test).assign(subspaces=lambda t: "MASC, " + t.subspace_labels + " labels")
+    degrees = sorted(test.corruption_degree.unique())
+    grid = sns.relplot(
+        test, x="layer", y="accuracy", hue="subspaces", col="corruption_degree", col_order=degrees,
+        kind="line", marker="o", height=3, aspect=1.1, col_wrap=min(3, len(degrees)),
+        hue_order=["MASC, corrupted labels", "MASC, true labels"], facet_kws={"sharex": False}, sort=False,
+    )
+    model_accuracy = summary.groupby("corruption_degree")["test_accuracy"].mean()
+    for degree, ax in zip(degrees, grid.axes.flat):
+        ax.axhline(model_accuracy[degree], color="k", ls="--", lw=1, label="the network itself")
+    grid.axes.flat[0].legend(loc="lower left", fontsize="small")
+    grid.set_titles("p = {col_name}")
+    grid.set(ylim=(0, 1.02), ylabel="test accuracy")
+    return grid.figure
+
+
+def probe_comparison(evaluation: pd.DataFrame, ax=None):
+    """Test accuracy per layer of every probe in ``evaluation`` (one run's, or averaged over seeds)."""
+    ax = _axes(ax, (6, 3.8))
+    test = _in_layer_order(evaluation[evaluation.split == "test"])
+    sns.lineplot(test, x="layer", y="accuracy", hue="probe", style="subspace_labels", marker="o", ax=ax, sort=False)
+    ax.set(ylabel="test accuracy", ylim=(0, 1.02))
+    ax.legend(fontsize="small", ncols=2)
+    return ax

@@ -1,0 +1,135 @@
+"""MASC and activation extraction against the published code's way, timed in one run.
+
+    python benchmarks/masc_bench.py [--n 20000] [--dims 250 1024] [--device auto] [--images 2000]
+
+1. MASC: synthetic class-structured ReLU activations (n points, d features, 10 classes). Our
+   MASC (torch, float32 activations) and the published algorithm (numpy float64, np.cov of the
+   stacked ±X, eigh, angles in batches of 100 through ``diag(x @ (x @ P.T).T)``, see
+   ``tests/published_masc.py``) are fitted on n points and predict n others. Prints the times,
+   the speed-up ratios and the agreement of predictions.
+2. Activation extraction of every probe layer of the paper's CNN on Fashion-MNIST test images:
+   ours (normalize the whole set once, then batches through torchvision's feature extractor)
+   against the published way (a DataLoader with batch_size=1 and per-sample ToTensor/Normalize,
+   every layer's output copied with ``.clone()`` in each forward pass).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Subset
+from torchvision import datasets, transforms
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import published_masc as published  # noqa: E402
+
+from memnotebooks.activations import extract_activations  # noqa: E402
+from memnotebooks.data import default_root, load_dataset  # noqa: E402
+from memnotebooks.masc import MASC  # noqa: E402
+from memnotebooks.models import build_model  # noqa: E402
+from memnotebooks.training import resolve_device  # noqa: E402
+
+
+def timed(function, *args, synchronize=False):
+    start = time.perf_counter()
+    result = function(*args)
+    if synchronize:
+        torch.cuda.synchronize()
+    return result, time.perf_counter() - start
+
+
+def bench_masc(n: int, d: int, device: torch.device) -> dict:
+    X, y = published.synthetic_relu_activations(2 * n, d, seed=0)
+    X_fit, y_fit, X_eval = X[:n], y[:n], X[n:]
+    on_gpu = device.type == "cuda"
+    X_fit_t, X_eval_t = torch.from_numpy(X_fit).to(device), torch.from_numpy(X_eval).to(device)
+    if on_gpu:  # warm up CUDA kernels and cuSOLVER
+        MASC().fit(X_fit_t[:2000], y_fit[:2000]).predict(X_eval_t[:2000])
+    ours, fit_ours = timed(lambda: MASC().fit(X_fit_t, y_fit), synchronize=on_gpu)
+    pred_ours, predict_ours = timed(ours.predict, X_eval_t, synchronize=on_gpu)
+    (classes, projections, ks), fit_pub = timed(published.fit, X_fit, y_fit)
+    pred_pub, predict_pub = timed(published.predict, X_eval, classes, projections)
+    return {
+        "d": d,
+        "n": n,
+        "fit_ours_s": fit_ours,
+        "fit_published_s": fit_pub,
+        "predict_ours_s": predict_ours,
+        "predict_published_s": predict_pub,
+        "predict_ratio": predict_pub / predict_ours,
+        "fit_predict_ratio": (fit_pub + predict_pub) / (fit_ours + predict_ours),
+        "agreement": float(np.mean(pred_ours == pred_pub)),
+        "max_k_difference": int(np.abs(ours.n_components_ - ks).max()),
+        "mean_k": float(ours.n_components_.mean()),
+    }
+
+
+def published_extraction(model, dataset, layers, device):
+    """The published code's way: batch_size=1, per-sample transforms, a clone of every layer."""
+    outputs = {name: [] for name in layers}
+    hooks = [
+        getattr(model, name).register_forward_hook(lambda _m, _i, out, name=name: outputs[name].append(out.clone()))
+        for name in layers
+    ]
+    with torch.no_grad():
+        for image, _ in DataLoader(dataset, batch_size=1, shuffle=False):
+            model(image.to(device))
+    for hook in hooks:
+        hook.remove()
+    return {name: torch.cat(chunks).flatten(1).cpu() for name, chunks in outputs.items()}
+
+
+def bench_extraction(n_images: int, device: torch.device, root) -> dict:
+    data = load_dataset("fashion_mnist", root)  # also unpacks Debian's files on first use
+    torch.manual_seed(0)
+    model = build_model("cnn", data.input_shape, data.n_classes).to(device).eval()
+    # Hooks see module outputs: the hidden blocks and the flatten; the input needs none.
+    layers = [name for name in model.probe_layers if name != "input"]
+    per_sample = datasets.FashionMNIST(
+        str(root), train=False, transform=transforms.Compose([transforms.ToTensor(), transforms.Normalize(0.5, 0.5)])
+    )
+    per_sample = Subset(per_sample, range(n_images))
+    raw = datasets.FashionMNIST(str(root), train=False).data[:n_images]
+    on_gpu = device.type == "cuda"
+
+    def ours():
+        x = raw[:, None].to(torch.float32).div(255).sub(0.5).div(0.5)  # the bulk normalization of data.py
+        return extract_activations(model, x, layers, device=device)
+
+    if on_gpu:
+        ours()
+    mine, ours_s = timed(ours, synchronize=on_gpu)
+    theirs, published_s = timed(published_extraction, model, per_sample, layers, device, synchronize=on_gpu)
+    for name in layers:
+        torch.testing.assert_close(mine[name], theirs[name], rtol=1e-4, atol=1e-4)
+    return {"images": n_images, "ours_s": ours_s, "published_s": published_s, "ratio": published_s / ours_s}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20000, help="points to fit and to predict")
+    parser.add_argument("--dims", type=int, nargs="+", default=[250, 1024])
+    parser.add_argument("--images", type=int, default=2000, help="test images for the extraction benchmark")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--data-root", default=None)
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"device: {name}; torch {torch.__version__}; {platform.python_version()}")
+    masc = pd.DataFrame([bench_masc(args.n, d, device) for d in args.dims])
+    print("\nMASC, ours vs the published algorithm:")
+    print(masc.round(4).to_string(index=False))
+    extraction = bench_extraction(args.images, device, args.data_root or default_root())
+    print("\nActivation extraction (CNN, Fashion-MNIST, all probe layers), ours vs batch_size=1 + clones:")
+    print(pd.DataFrame([extraction]).round(3).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
