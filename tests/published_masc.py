@@ -45,8 +45,9 @@ def predict(X, classes, projections):
     return classes[np.argmin(angles(X, projections), axis=1)]
 
 
-def synthetic_relu_activations(n, d, n_classes=10, rank=None, seed=0):
-    """Class-structured ReLU features: each class a low-rank Gaussian through a shared random layer.
+def synthetic_relu_activations(n, d, n_classes=10, rank=None, seed=0, noise=0.3):
+    """Class-structured ReLU features: ReLU of a class mean, a low-rank class factor and isotropic
+    noise of std ``noise`` (which sets how many components 99 % of a class's variance needs).
 
     Returns float32 activations (n, d) and labels (n,).
     """
@@ -56,5 +57,5 @@ def synthetic_relu_activations(n, d, n_classes=10, rank=None, seed=0):
     means = rng.normal(size=(n_classes, d))
     factors = rng.normal(size=(n_classes, rank, d)) / np.sqrt(rank)
     latent = rng.normal(size=(n, rank))
-    pre = means[labels] + np.einsum("nr,nrd->nd", latent, factors[labels]) + 0.3 * rng.normal(size=(n, d))
+    pre = means[labels] + np.einsum("nr,nrd->nd", latent, factors[labels]) + noise * rng.normal(size=(n, d))
     return np.maximum(pre, 0).astype(np.float32), labels
