@@ -369,7 +369,8 @@ def layerwise_evaluation(run_: Run, probes=("masc",), layers=None, subspace_labe
     trained on; ``true``: the clean ones), the probe is fitted on the training activations and
     scored on the test set (whole, and its validation and holdout parts, see
     :func:`validation_split`), on the clean training points and on the corrupted ones (against
-    their true and their given labels). Results are cached in the run's folder, one file a probe.
+    their true and their given labels). Results are cached in the run's folder, one file per
+    probe and set of fitting labels.
 
     Returns
     -------

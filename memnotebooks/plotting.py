@@ -190,6 +190,7 @@ def decoding_by_layer(evaluation: pd.DataFrame, summary: pd.DataFrame):
     model_accuracy = summary.groupby("corruption_degree")["test_accuracy"].mean()
     for degree, ax in zip(degrees, grid.axes.flat):
         ax.axhline(model_accuracy[degree], color="k", ls="--", lw=1, label="the network itself")
+    grid.legend.remove()  # one legend, in the first panel, also naming the dashed line
     grid.axes.flat[0].legend(loc="lower left", fontsize="small")
     grid.set_titles("p = {col_name}")
     grid.set(ylim=(0, 1.02), ylabel="test accuracy")
@@ -198,9 +199,10 @@ def decoding_by_layer(evaluation: pd.DataFrame, summary: pd.DataFrame):
 
 def probe_comparison(evaluation: pd.DataFrame, ax=None):
     """Test accuracy per layer of every probe in ``evaluation`` (one run's, or averaged over seeds)."""
-    ax = _axes(ax, (6, 3.8))
+    ax = _axes(ax, (7, 3.8))
     test = _in_layer_order(evaluation[evaluation.split == "test"])
-    sns.lineplot(test, x="layer", y="accuracy", hue="probe", style="subspace_labels", marker="o", ax=ax, sort=False)
+    style = "subspace_labels" if test.subspace_labels.nunique() > 1 else None
+    sns.lineplot(test, x="layer", y="accuracy", hue="probe", style=style, marker="o", ax=ax, sort=False)
     ax.set(ylabel="test accuracy", ylim=(0, 1.02))
-    ax.legend(fontsize="small", ncols=2)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
     return ax

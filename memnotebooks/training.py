@@ -2,9 +2,11 @@
 
 The data stay on the device as two tensors and each mini-batch is an index into them, so an
 epoch costs one ``randperm`` and ``n / batch_size`` slices, not a DataLoader's per-sample
-Python work. After every epoch the whole training and test sets are evaluated, which gives the
-per-epoch history the memorization chapters plot: accuracy on the training labels, on the clean
-and the corrupted subsets (against the given and against the true labels), and on the test set.
+Python work. Each training point is scored by the logits of its own mini-batch as it is trained
+(the usual running training accuracy, which costs no extra forward pass); after every epoch the
+test set is evaluated. That gives the per-epoch history the memorization chapters plot: accuracy
+on the training labels, on the clean and the corrupted subsets (against the given and against
+the true labels), and on the test set. Epoch 0 evaluates the initial model on both sets.
 """
 
 from __future__ import annotations
@@ -105,8 +107,9 @@ class TrainingResult:
     Attributes
     ----------
     history : DataFrame
-        One row per epoch (epoch 0 is the initial model): ``epoch``, ``loss`` (mean training
-        cross-entropy over the epoch), ``train_accuracy`` (against the given labels),
+        One row per epoch (epoch 0 is the initial model, evaluated): ``epoch``, ``loss`` (mean
+        training cross-entropy over the epoch), ``train_accuracy`` (against the given labels,
+        each point scored in its mini-batch, before that batch's update),
         ``clean_accuracy`` (points whose given label is true), ``corrupted_accuracy_given`` and
         ``corrupted_accuracy_true`` (points whose given label is wrong, against the given and
         the true labels), ``test_accuracy`` and ``seconds`` (wall time since the start).
@@ -145,20 +148,18 @@ def _make_optimizer(name, parameters, learning_rate, momentum, device):
     return torch.optim.Adam(parameters, lr=learning_rate, fused=fused)
 
 
-def _accuracies(model, x_train, y_given, y_true, x_test, y_test, batch_size) -> dict:
+def _accuracies(train_predictions, y_given, y_true, test_predictions, y_test) -> dict:
     def mean(hits):
         return float(hits.float().mean()) if hits.numel() else float("nan")
 
-    pred = predict(model, x_train, batch_size)
     wrong = y_given != y_true
-    row = {
-        "train_accuracy": mean(pred == y_given),
-        "clean_accuracy": mean(pred[~wrong] == y_true[~wrong]),
-        "corrupted_accuracy_given": mean(pred[wrong] == y_given[wrong]),
-        "corrupted_accuracy_true": mean(pred[wrong] == y_true[wrong]),
+    return {
+        "train_accuracy": mean(train_predictions == y_given),
+        "clean_accuracy": mean(train_predictions[~wrong] == y_true[~wrong]),
+        "corrupted_accuracy_given": mean(train_predictions[wrong] == y_given[wrong]),
+        "corrupted_accuracy_true": mean(train_predictions[wrong] == y_true[wrong]),
+        "test_accuracy": mean(test_predictions == y_test) if test_predictions is not None else float("nan"),
     }
-    row["test_accuracy"] = mean(predict(model, x_test, batch_size) == y_test) if x_test is not None else float("nan")
-    return row
 
 
 def train(
@@ -199,7 +200,9 @@ def train(
         ``momentum`` applies to SGD only.
     batch_size : int
     target_accuracy : float in (0, 1]
-        Stop once accuracy on ``y_train`` (evaluation mode, whole set) reaches this.
+        Stop once the epoch's running accuracy on ``y_train`` reaches this. Each point is scored
+        before its last update, so the final model fits at least as much (up to BatchNorm's
+        train/eval difference).
     max_epochs : int
     checkpoint_epochs : iterable of int
         Epochs whose weights to keep (0 is the initial model).
@@ -229,16 +232,18 @@ def train(
     checkpoint_epochs = set(checkpoint_epochs)
     checkpoints, rows, start = {}, [], time.perf_counter()
 
-    def record(epoch, loss):
+    def record(epoch, loss, train_predictions):
+        test_predictions = predict(model, x_test, eval_batch_size) if x_test is not None else None
         row = {"epoch": epoch, "loss": loss}
-        row.update(_accuracies(model, x_train, y_given, y_true, x_test, y_test, eval_batch_size))
+        row.update(_accuracies(train_predictions, y_given, y_true, test_predictions, y_test))
         row["seconds"] = time.perf_counter() - start
         rows.append(row)
         if epoch in checkpoint_epochs:
             checkpoints[epoch] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         return row
 
-    row = record(0, float("nan"))
+    row = record(0, float("nan"), predict(model, x_train, eval_batch_size))
+    train_predictions = torch.empty_like(y_given)
     bar = tqdm(range(1, max_epochs + 1), desc="epochs", disable=not progress, leave=False)
     for epoch in bar:
         if row["train_accuracy"] >= target_accuracy:
@@ -248,12 +253,14 @@ def train(
         total = torch.zeros((), device=device)
         for i in range(0, len(order), batch_size):
             index = order[i : i + batch_size]
-            loss = loss_fn(model(x_train[index]), y_given[index])
+            logits = model(x_train[index])
+            loss = loss_fn(logits, y_given[index])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += loss.detach() * len(index)
-        row = record(epoch, float(total) / len(order))
+            train_predictions[index] = logits.detach().argmax(dim=1)
+        row = record(epoch, float(total) / len(order), train_predictions)
         bar.set_postfix(train=f"{row['train_accuracy']:.3f}", test=f"{row['test_accuracy']:.3f}")
     bar.close()
     model.eval()
