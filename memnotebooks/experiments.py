@@ -340,12 +340,6 @@ def _write_table_atomically(table: pd.DataFrame, path: Path) -> None:
 _TEXT_COLUMNS = {name: str for name in ("layer", "probe", "subspace_labels", "split", "target")}
 
 
-def _cached_table(path: Path, compute) -> pd.DataFrame:
-    if not path.exists():
-        _write_table_atomically(compute(), path)
-    return pd.read_csv(path, dtype=_TEXT_COLUMNS)
-
-
 def _evaluation_sets(run_: Run, train_acts, test_acts) -> dict:
     """The labelled sets a probe is scored on: (split, target) -> (X, y)."""
     y_test = run_.dataset.y_test.numpy()
@@ -387,32 +381,25 @@ def layerwise_evaluation(run_: Run, probes=("masc",), layers=None, subspace_labe
         if labels not in ("corrupted", "true"):
             raise ValueError(f"Unknown subspace_labels {labels!r}; choose from: corrupted, true.")
     fit_labels = {"corrupted": run_.train_labels.numpy(), "true": run_.dataset.y_train.numpy()}
-    activations = {}
-
-    def layer_activations(layer):
-        if layer not in activations:
+    all_layers = list(run_.model.probe_layers)
+    # One cached table per probe and set of fitting labels, covering every layer.
+    paths = {(probe, labels): run_.path / f"evaluation-{probe}-{labels}.csv" for probe in probes for labels in subspace_labels}
+    missing = [key for key, path in paths.items() if not path.exists()]
+    if missing:
+        results = {key: [] for key in missing}
+        for layer in all_layers:  # each layer's activations are extracted once, for every table
             train_acts = extract_activations(run_.model, run_.dataset.x_train, [layer])[layer].numpy()
             test_acts = extract_activations(run_.model, run_.dataset.x_test, [layer])[layer].numpy()
-            activations.clear()  # one layer in memory at a time
-            activations[layer] = (train_acts, test_acts)
-        return activations[layer]
-
-    def evaluate(probe, layer, labels):
-        train_acts, test_acts = layer_activations(layer)
-        estimator = make_probe(probe) if is_well_posed(probe, train_acts, fit_labels[labels]) else None
-        table = probe_accuracies(estimator, train_acts, fit_labels[labels], _evaluation_sets(run_, train_acts, test_acts))
-        return table.assign(layer=layer, probe=probe, subspace_labels=labels)
-
-    all_layers = list(run_.model.probe_layers)
-    frames = []
-    for probe in probes:
-        for labels in subspace_labels:
-            # One cached table per probe and fitting labels covers every layer; later calls reuse it.
-            table = _cached_table(
-                run_.path / f"evaluation-{probe}-{labels}.csv",
-                lambda: pd.concat([evaluate(probe, layer, labels) for layer in all_layers]),
-            )
-            frames.append(table[table.layer.isin(layers)])
+            evaluation_sets = _evaluation_sets(run_, train_acts, test_acts)
+            for probe, labels in missing:
+                y = fit_labels[labels]
+                estimator = make_probe(probe) if is_well_posed(probe, train_acts, y) else None
+                table = probe_accuracies(estimator, train_acts, y, evaluation_sets)
+                results[probe, labels].append(table.assign(layer=layer, probe=probe, subspace_labels=labels))
+        for key, frames in results.items():
+            _write_table_atomically(pd.concat(frames, ignore_index=True), paths[key])
+    frames = [pd.read_csv(path, dtype=_TEXT_COLUMNS) for path in paths.values()]
+    frames = [table[table.layer.isin(layers)] for table in frames]
     table = pd.concat(frames, ignore_index=True)
     table["layer_index"] = table.layer.map(all_layers.index)
     columns = ["layer", "layer_index", "probe", "subspace_labels", "split", "target", "accuracy", "n_points"]
