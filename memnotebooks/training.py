@@ -210,6 +210,8 @@ def train(
         Seed of the mini-batch order (a CPU generator, so the same on every device).
     device : str or torch.device
         ``"auto"``, ``"cpu"``, ``"cuda"``, ...; see :func:`resolve_device`.
+    eval_batch_size : int
+        Inputs per forward pass when evaluating (the initial model, the test set).
     progress : bool
         Show a tqdm progress bar over epochs.
 
