@@ -340,19 +340,29 @@ def _write_table_atomically(table: pd.DataFrame, path: Path) -> None:
 _TEXT_COLUMNS = {name: str for name in ("layer", "probe", "subspace_labels", "split", "target")}
 
 
-def _evaluation_sets(run_: Run, train_acts, test_acts) -> dict:
-    """The labelled sets a probe is scored on: (split, target) -> (X, y)."""
+def _fitting_labels(run_: Run, subspace_labels: str) -> np.ndarray:
+    """The training labels a probe or a class subspace is fitted on: ``corrupted`` or ``true``."""
+    if subspace_labels == "corrupted":
+        return run_.train_labels.numpy()
+    if subspace_labels == "true":
+        return run_.dataset.y_train.numpy()
+    raise ValueError(f"Unknown subspace_labels {subspace_labels!r}; choose from: corrupted, true.")
+
+
+def _evaluation_rows(run_: Run) -> dict:
+    """Which rows of the train (or test) activations each scored set takes, and its labels:
+    (split, target) -> ("train" or "test", row mask, labels)."""
     y_test = run_.dataset.y_test.numpy()
     validation = validation_split(y_test)
-    given, true = run_.train_labels.numpy(), run_.dataset.y_train.numpy()
+    given, true = _fitting_labels(run_, "corrupted"), _fitting_labels(run_, "true")
     wrong = given != true
     return {
-        ("test", "true"): (test_acts, y_test),
-        ("test_validation", "true"): (test_acts[validation], y_test[validation]),
-        ("test_holdout", "true"): (test_acts[~validation], y_test[~validation]),
-        ("train_clean", "true"): (train_acts[~wrong], true[~wrong]),
-        ("train_corrupted", "true"): (train_acts[wrong], true[wrong]),
-        ("train_corrupted", "given"): (train_acts[wrong], given[wrong]),
+        ("test", "true"): ("test", np.ones(len(y_test), dtype=bool), y_test),
+        ("test_validation", "true"): ("test", validation, y_test[validation]),
+        ("test_holdout", "true"): ("test", ~validation, y_test[~validation]),
+        ("train_clean", "true"): ("train", ~wrong, true[~wrong]),
+        ("train_corrupted", "true"): ("train", wrong, true[wrong]),
+        ("train_corrupted", "given"): ("train", wrong, given[wrong]),
     }
 
 
@@ -377,20 +387,21 @@ def layerwise_evaluation(run_: Run, probes=("masc",), layers=None, subspace_labe
     unknown = [p for p in probes if p not in PROBES]
     if unknown:
         raise ValueError(f"Unknown probe(s) {unknown}; choose from: {', '.join(PROBES)}.")
-    for labels in subspace_labels:
-        if labels not in ("corrupted", "true"):
-            raise ValueError(f"Unknown subspace_labels {labels!r}; choose from: corrupted, true.")
-    fit_labels = {"corrupted": run_.train_labels.numpy(), "true": run_.dataset.y_train.numpy()}
+    fit_labels = {labels: _fitting_labels(run_, labels) for labels in subspace_labels}
     all_layers = list(run_.model.probe_layers)
     # One cached table per probe and set of fitting labels, covering every layer.
     paths = {(probe, labels): run_.path / f"evaluation-{probe}-{labels}.csv" for probe in probes for labels in subspace_labels}
     missing = [key for key, path in paths.items() if not path.exists()]
     if missing:
         results = {key: [] for key in missing}
+        rows = _evaluation_rows(run_)
         for layer in all_layers:  # each layer's activations are extracted once, for every table
-            train_acts = extract_activations(run_.model, run_.dataset.x_train, [layer])[layer].numpy()
-            test_acts = extract_activations(run_.model, run_.dataset.x_test, [layer])[layer].numpy()
-            evaluation_sets = _evaluation_sets(run_, train_acts, test_acts)
+            acts = {
+                "train": extract_activations(run_.model, run_.dataset.x_train, [layer])[layer].numpy(),
+                "test": extract_activations(run_.model, run_.dataset.x_test, [layer])[layer].numpy(),
+            }
+            evaluation_sets = {key: (acts[source][mask], y) for key, (source, mask, y) in rows.items()}
+            train_acts = acts["train"]
             for probe, labels in missing:
                 y = fit_labels[labels]
                 estimator = make_probe(probe) if is_well_posed(probe, train_acts, y) else None
@@ -454,10 +465,10 @@ def geometry_table(run_: Run, layers=None, subspace_labels: str = "true", varian
     mean principal angle to the other classes (:func:`memnotebooks.geometry.class_geometry`),
     from the training activations grouped by their true or their corrupted labels."""
     layers = check_layers(run_.model, layers)
-    labels = {"true": run_.dataset.y_train, "corrupted": run_.train_labels}[subspace_labels]
+    labels = _fitting_labels(run_, subspace_labels)
     frames = []
     for layer, values in extract_activations(run_.model, run_.dataset.x_train, layers).items():
-        table = class_geometry(values.numpy(), labels.numpy(), variance_threshold)
+        table = class_geometry(values.numpy(), labels, variance_threshold)
         frames.append(
             table.assign(
                 layer=layer,

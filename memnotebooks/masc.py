@@ -192,7 +192,6 @@ class MASC(ClassifierMixin, BaseEstimator):
             [torch.full((len(r),), c, dtype=torch.long, device=device) for c, r in enumerate(rows)]
         )
         self._complement = torch.tensor(complements, device=device)
-        self._components = rows
         return self
 
     @property
@@ -202,7 +201,7 @@ class MASC(ClassifierMixin, BaseEstimator):
         return [self._basis(c).cpu().numpy() for c in range(len(self.classes_))]
 
     def _basis(self, c: int) -> torch.Tensor:
-        span = self._components[c]
+        span = self._rows[self._row_class == c]
         if not self._complement[c]:
             return span
         # The kept components are the complement of the stored rows: rebuild them by an eigh of

@@ -113,6 +113,8 @@ def test_geometry_table_and_bad_names(memorized_runs):
         experiments.layerwise_evaluation(run, probes=["svm"])
     with pytest.raises(ValueError, match="Unknown subspace_labels 'noisy'"):
         experiments.layerwise_evaluation(run, subspace_labels=["noisy"])
+    with pytest.raises(ValueError, match="Unknown subspace_labels 'noisy'; choose from: corrupted, true"):
+        experiments.geometry_table(run, subspace_labels="noisy")
 
 
 def test_paper_table_uses_our_names():
