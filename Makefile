@@ -24,6 +24,10 @@ book: install
 test: install
 	$(BIN)/python -m pytest
 
+benchmark: install
+	$(BIN)/python benchmarks/masc_bench.py
+	$(BIN)/python benchmarks/training_bench.py
+
 lab: install
 	$(BIN)/python -m pip install --quiet jupyterlab
 	$(BIN)/jupyter lab book/

@@ -14,8 +14,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 __all__ = ["MASC"]
 
 # Points per chunk are chosen so that one chunk's (points x basis rows) block holds about this
-# many float32 numbers (64 MiB), which bounds memory on inputs of any size.
-_CHUNK_ELEMENTS = 1 << 24
+# many numbers, which bounds memory on inputs of any size: on the CPU a block that stays in
+# cache (8 MiB of float32), so squaring and summing it costs next to nothing after the matmul;
+# on a GPU a large one (256 MiB), so that kernel launches are few.
+_CHUNK_ELEMENTS_CPU = 1 << 21
+_CHUNK_ELEMENTS_CUDA = 1 << 26
 
 
 def _class_subspace(x: torch.Tensor, variance_threshold: float):
@@ -70,7 +73,8 @@ class MASC(ClassifierMixin, BaseEstimator):
         of components whose cumulative ratio is at most this, plus one (never more than the
         rank).
     batch_size : int, default=None
-        Points per chunk when computing angles; ``None`` chooses it from a 64 MiB budget.
+        Points per chunk when computing angles; ``None`` chooses it from a budget of 8 MiB of
+        float32 per chunk on the CPU (cache-sized) and 256 MiB on a GPU.
     device : str or torch.device, default=None
         Where to fit and predict; ``None`` uses the device of the tensor passed to ``fit``
         (the CPU for numpy input).
@@ -176,11 +180,13 @@ class MASC(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         self.classes_, encoded = np.unique(y, return_inverse=True)
         device = torch.device(self.device) if self.device is not None else X.device
-        X = X.to(device, torch.float64)
-        encoded = torch.as_tensor(encoded, device=device)
+        # One gather puts each class's points together, in float64: the classes are then slices.
+        order = np.argsort(encoded, kind="stable")
+        class_points = X[torch.from_numpy(order).to(X.device)].to(device, torch.float64)
+        class_points = class_points.split(np.bincount(encoded, minlength=len(self.classes_)).tolist())
         ratios, ks, rows, complements = [], [], [], []
-        for c in range(len(self.classes_)):
-            ratio, k, span, complement = _class_subspace(X[encoded == c], float(self.variance_threshold))
+        for points in class_points:
+            ratio, k, span, complement = _class_subspace(points, float(self.variance_threshold))
             ratios.append(ratio)
             ks.append(k)
             rows.append(span)
@@ -210,11 +216,14 @@ class MASC(ClassifierMixin, BaseEstimator):
         _, vectors = torch.linalg.eigh(torch.eye(d, dtype=span.dtype, device=span.device) - span.T @ span)
         return vectors[:, d - int(self.n_components_[c]) :].flip(1).T
 
-    def _cos_sin_squared(self, X: torch.Tensor):
-        """Squared norms of each point's part inside and outside every class subspace, (n, C) each."""
+    def _cos_sin_squared(self, X: torch.Tensor, rows: torch.Tensor, membership: torch.Tensor):
+        """Squared norms of each point's part inside and outside every class subspace, (n, C) each.
+
+        ``rows`` are the stored spans (r, d) and ``membership`` (r, C) the one-hot class of each
+        row, both in the dtype of ``X``: summing squared projections per class is one more matmul.
+        """
         norm2 = X.square().sum(1, keepdim=True)
-        spanned = torch.zeros(len(X), len(self.classes_), device=X.device, dtype=X.dtype)
-        spanned.index_add_(1, self._row_class, (X @ self._rows.to(X.dtype).T).square())
+        spanned = (X @ rows.T).square_() @ membership
         # Complement classes store the outside part directly: more precise for small angles.
         inside = torch.where(self._complement, (norm2 - spanned).clamp_(min=0), spanned)
         outside = torch.where(self._complement, spanned, (norm2 - spanned).clamp_(min=0))
@@ -225,10 +234,13 @@ class MASC(ClassifierMixin, BaseEstimator):
         X = self._validate_X(X)
         # Angles are computed in the input's precision: float32 activations take the fast path.
         X = X.to(self._rows.device, torch.float64 if X.dtype == torch.float64 else torch.float32)
-        size = self.batch_size or max(1, _CHUNK_ELEMENTS // max(len(self._rows), len(self.classes_)))
+        rows = self._rows.to(X.dtype)
+        membership = torch.nn.functional.one_hot(self._row_class, len(self.classes_)).to(X.dtype)
+        budget = _CHUNK_ELEMENTS_CUDA if X.is_cuda else _CHUNK_ELEMENTS_CPU
+        size = self.batch_size or max(1, budget // max(len(rows), len(self.classes_)))
         chunks = []
         for start in range(0, len(X), size):
-            inside, outside = self._cos_sin_squared(X[start : start + size])
+            inside, outside = self._cos_sin_squared(X[start : start + size], rows, membership)
             chunks.append(torch.rad2deg(torch.atan2(outside.sqrt(), inside.sqrt())))
         angles = torch.cat(chunks)
         zero = (X == 0).all(dim=1)

@@ -46,14 +46,16 @@ def predict(X, classes, projections):
 
 
 def synthetic_relu_activations(n, d, n_classes=10, rank=None, seed=0, noise=0.3):
-    """Class-structured ReLU features: ReLU of a class mean, a low-rank class factor and isotropic
-    noise of std ``noise`` (which sets how many components 99 % of a class's variance needs).
+    """Class-structured ReLU features: ReLU of a class mean, ``rank`` latent class factors and
+    isotropic noise of std ``noise``. The rank sets how many components 99 % of a class's variance
+    needs (about 8 x rank after the ReLU, while the noise is small); large noise raises it.
 
-    Returns float32 activations (n, d) and labels (n,).
+    Returns float32 activations (n, d) and labels (n,), classes in random order, so that
+    ``X[:m]`` and ``X[m:]`` are two samples of the same classes.
     """
     rng = np.random.default_rng(seed)
     rank = rank or max(4, d // 20)
-    labels = np.repeat(np.arange(n_classes), -(-n // n_classes))[:n]
+    labels = rng.permutation(np.arange(n) % n_classes)  # balanced, in random order: any prefix is a sample
     means = rng.normal(size=(n_classes, d))
     factors = rng.normal(size=(n_classes, rank, d)) / np.sqrt(rank)
     latent = rng.normal(size=(n, rank))
