@@ -35,6 +35,7 @@ from .activations import check_layers, extract_activations
 from .corruption import MODES, check_degree, corrupt_labels, randomize_inputs
 from .data import DATASETS, Dataset, load_dataset
 from .geometry import class_geometry
+from .masc import check_variance_threshold
 from .models import MODELS, build_model
 from .probes import PROBES, is_well_posed, make_probe, probe_accuracies
 from .training import paper_settings, resolve_device, train
@@ -366,7 +367,9 @@ def _evaluation_rows(run_: Run) -> dict:
     }
 
 
-def layerwise_evaluation(run_: Run, probes=("masc",), layers=None, subspace_labels=("corrupted", "true")) -> pd.DataFrame:
+def layerwise_evaluation(
+    run_: Run, probes=("masc",), layers=None, subspace_labels=("corrupted", "true"), variance_threshold: float = 0.99
+) -> pd.DataFrame:
     """Decode every probe layer of a run with each probe, fitted on corrupted and on true labels.
 
     For each layer, probe and choice of fitting labels (``corrupted``: the labels the network was
@@ -374,7 +377,8 @@ def layerwise_evaluation(run_: Run, probes=("masc",), layers=None, subspace_labe
     scored on the test set (whole, and its validation and holdout parts, see
     :func:`validation_split`), on the clean training points and on the corrupted ones (against
     their true and their given labels). Results are cached in the run's folder, one file per
-    probe and set of fitting labels.
+    probe and set of fitting labels (and, for MASC, per ``variance_threshold``, the share of
+    each class's variance its subspace keeps, in (0, 1]).
 
     Returns
     -------
@@ -387,10 +391,16 @@ def layerwise_evaluation(run_: Run, probes=("masc",), layers=None, subspace_labe
     unknown = [p for p in probes if p not in PROBES]
     if unknown:
         raise ValueError(f"Unknown probe(s) {unknown}; choose from: {', '.join(PROBES)}.")
+    variance_threshold = check_variance_threshold(variance_threshold)
     fit_labels = {labels: _fitting_labels(run_, labels) for labels in subspace_labels}
     all_layers = list(run_.model.probe_layers)
-    # One cached table per probe and set of fitting labels, covering every layer.
-    paths = {(probe, labels): run_.path / f"evaluation-{probe}-{labels}.csv" for probe in probes for labels in subspace_labels}
+    probe_params = {probe: {"variance_threshold": variance_threshold} if probe == "masc" else {} for probe in probes}
+    # One cached table per probe (and MASC threshold) and set of fitting labels, covering every layer.
+    paths = {
+        (probe, labels): run_.path / ("-".join(["evaluation", probe, *map(repr, probe_params[probe].values()), labels]) + ".csv")
+        for probe in probes
+        for labels in subspace_labels
+    }
     missing = [key for key, path in paths.items() if not path.exists()]
     if missing:
         results = {key: [] for key in missing}
@@ -404,7 +414,7 @@ def layerwise_evaluation(run_: Run, probes=("masc",), layers=None, subspace_labe
             train_acts = acts["train"]
             for probe, labels in missing:
                 y = fit_labels[labels]
-                estimator = make_probe(probe) if is_well_posed(probe, train_acts, y) else None
+                estimator = make_probe(probe, **probe_params[probe]) if is_well_posed(probe, train_acts, y) else None
                 table = probe_accuracies(estimator, train_acts, y, evaluation_sets)
                 results[probe, labels].append(table.assign(layer=layer, probe=probe, subspace_labels=labels))
         for key, frames in results.items():

@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-__all__ = ["MASC"]
+__all__ = ["MASC", "check_variance_threshold"]
 
 # Points per chunk are chosen so that one chunk's (points x basis rows) block holds about this
 # many numbers, which bounds memory on inputs of any size: on the CPU a block that stays in
@@ -19,6 +19,14 @@ __all__ = ["MASC"]
 # on a GPU a large one (256 MiB), so that kernel launches are few.
 _CHUNK_ELEMENTS_CPU = 1 << 21
 _CHUNK_ELEMENTS_CUDA = 1 << 26
+
+
+def check_variance_threshold(variance_threshold) -> float:
+    """``variance_threshold`` as a float, or a ``ValueError`` naming it and the allowed range (0, 1]."""
+    t = variance_threshold
+    if isinstance(t, bool) or not isinstance(t, Real) or not 0 < t <= 1:
+        raise ValueError(f"variance_threshold must be a number in (0, 1], got {t!r}.")
+    return float(t)
 
 
 def _class_subspace(x: torch.Tensor, variance_threshold: float):
@@ -125,9 +133,7 @@ class MASC(ClassifierMixin, BaseEstimator):
         self.device = device
 
     def _check_params(self):
-        t = self.variance_threshold
-        if isinstance(t, bool) or not isinstance(t, Real) or not 0 < t <= 1:
-            raise ValueError(f"variance_threshold must be a number in (0, 1], got {t!r}.")
+        check_variance_threshold(self.variance_threshold)
         b = self.batch_size
         if b is not None and (isinstance(b, bool) or not isinstance(b, Integral) or b < 1):
             raise ValueError(f"batch_size must be None or an integer >= 1, got {b!r}.")

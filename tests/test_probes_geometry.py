@@ -5,6 +5,8 @@ from scipy.linalg import subspace_angles
 
 import published_masc as published
 from memnotebooks import experiments
+from memnotebooks.activations import extract_activations
+from memnotebooks.masc import MASC
 from memnotebooks.geometry import class_geometry, participation_ratio, principal_angle_matrix
 from memnotebooks.probes import PROBES, is_well_posed, make_probe, probe_accuracies
 
@@ -77,7 +79,23 @@ def test_layerwise_evaluation_table_and_cache(memorized_runs):
     assert fc1["true", "true"] > fc1["corrupted", "true"]
     # A second call reads the cached tables: identical.
     pd.testing.assert_frame_equal(experiments.layerwise_evaluation(run), table)
-    assert sorted(p.name for p in run.path.glob("evaluation-*.csv")) == ["evaluation-masc-corrupted.csv", "evaluation-masc-true.csv"]
+    assert sorted(p.name for p in run.path.glob("evaluation-*.csv")) == [
+        "evaluation-masc-0.99-corrupted.csv", "evaluation-masc-0.99-true.csv",
+    ]
+
+
+def test_layerwise_evaluation_with_another_variance_threshold(memorized_runs):
+    run = memorized_runs[1]
+    with pytest.raises(ValueError, match=r"variance_threshold must be a number in \(0, 1\], got 1.5"):
+        experiments.layerwise_evaluation(run, variance_threshold=1.5)
+    table = experiments.layerwise_evaluation(run, layers=["fc1"], subspace_labels=["true"], variance_threshold=0.5)
+    assert (run.path / "evaluation-masc-0.5-true.csv").exists()
+    # The cached accuracy is that of a MASC with this threshold fitted on the layer directly, which
+    # differs from the default threshold's.
+    train, test = (extract_activations(run.model, x, ["fc1"])["fc1"] for x in (run.dataset.x_train, run.dataset.x_test))
+    accuracy = {t: MASC(variance_threshold=t).fit(train, run.dataset.y_train).score(test, run.dataset.y_test) for t in (0.5, 0.99)}
+    assert accuracy[0.5] != accuracy[0.99]
+    assert table.set_index(["split", "target"]).accuracy["test", "true"] == pytest.approx(accuracy[0.5])
 
 
 def test_best_layers_and_headline(memorized_runs):
