@@ -6,15 +6,15 @@ For each class's activations ``X_c`` (n_c, d) with uncentred second-moment eigen
 - ``k_c``, the dimension of MASC's class subspace (the fewest components holding
   ``variance_threshold`` of the variance), and its share ``k_c / d`` of the layer width;
 - the participation ratio ``(Σλ)² / Σλ²``, a threshold-free effective dimension;
-- principal angles between two classes' subspaces (``scipy.linalg.subspace_angles``): small
-  angles mean overlapping class subspaces, which MASC cannot tell apart.
+- principal angles between two classes' subspaces (the arccosines of the singular values of
+  ``B_a B_bᵀ`` for orthonormal bases): small angles mean overlapping class subspaces, which
+  MASC cannot tell apart.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.linalg import subspace_angles
 
 from .masc import MASC
 
@@ -22,10 +22,15 @@ __all__ = ["participation_ratio", "class_geometry", "principal_angle_matrix"]
 
 
 def participation_ratio(X) -> float:
-    """``(Σλ)² / Σλ²`` of the uncentred second moment of ``X`` (n, d); between 1 and rank(X)."""
-    squared_singular_values = np.linalg.svd(np.asarray(X, dtype=np.float64), compute_uv=False) ** 2
-    total = squared_singular_values.sum()
-    return float(total**2 / np.square(squared_singular_values).sum()) if total > 0 else 0.0
+    """``(Σλ)² / Σλ²`` of the uncentred second moment of ``X`` (n, d); between 1 and rank(X).
+
+    No eigendecomposition is needed: ``Σλ`` is the trace of the Gram ``XᵀX`` and ``Σλ²`` its
+    squared Frobenius norm, and the smaller Gram (``XXᵀ`` when n < d) has the same eigenvalues.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    gram = X @ X.T if len(X) < X.shape[1] else X.T @ X
+    total = np.trace(gram)
+    return float(total**2 / np.square(gram).sum()) if total > 0 else 0.0
 
 
 def principal_angle_matrix(components) -> np.ndarray:
@@ -41,11 +46,14 @@ def principal_angle_matrix(components) -> np.ndarray:
     ndarray of shape (n_classes, n_classes)
         Symmetric; the diagonal is 0.
     """
+    # The bases are orthonormal already, so the cosines are the singular values of B_a B_bᵀ;
+    # scipy's subspace_angles would re-orthonormalize both bases for every pair.
     n = len(components)
     angles = np.zeros((n, n))
     for a in range(n):
         for b in range(a + 1, n):
-            angles[a, b] = angles[b, a] = np.degrees(subspace_angles(components[a].T, components[b].T)).mean()
+            cosines = np.linalg.svd(components[a] @ components[b].T, compute_uv=False)
+            angles[a, b] = angles[b, a] = np.degrees(np.arccos(np.clip(cosines, 0, 1))).mean()
     return angles
 
 
