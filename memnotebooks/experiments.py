@@ -475,6 +475,7 @@ def geometry_table(run_: Run, layers=None, subspace_labels: str = "true", varian
     mean principal angle to the other classes (:func:`memnotebooks.geometry.class_geometry`),
     from the training activations grouped by their true or their corrupted labels."""
     layers = check_layers(run_.model, layers)
+    variance_threshold = check_variance_threshold(variance_threshold)
     labels = _fitting_labels(run_, subspace_labels)
     frames = []
     for layer, values in extract_activations(run_.model, run_.dataset.x_train, layers).items():
