@@ -44,7 +44,7 @@ from memnotebooks.activations import extract_activations  # noqa: E402
 from memnotebooks.data import default_root, load_dataset  # noqa: E402
 from memnotebooks.masc import MASC  # noqa: E402
 from memnotebooks.models import build_model  # noqa: E402
-from memnotebooks.training import resolve_device  # noqa: E402
+from memnotebooks.devices import resolve_device  # noqa: E402
 
 
 def timed(function, *args, synchronize=False):

@@ -29,7 +29,8 @@ from torchvision import datasets, transforms
 
 from memnotebooks.data import default_root, load_dataset
 from memnotebooks.models import build_model
-from memnotebooks.training import paper_settings, resolve_device, train
+from memnotebooks.devices import resolve_device
+from memnotebooks.training import StopAtTarget, paper_settings, train
 
 TORCHVISION_CLASSES = {"fashion_mnist": datasets.FashionMNIST, "mnist": datasets.MNIST}
 
@@ -85,7 +86,7 @@ def main(argv=None):
     plain_loop(fresh_model(), Subset(per_sample, range(settings["batch_size"] * 4)), settings, 1, device)
     result = train(
         fresh_model(), x, y, optimizer="adam", learning_rate=settings["learning_rate"], batch_size=settings["batch_size"],
-        target_accuracy=1.0, max_epochs=args.epochs, device=device, progress=False,
+        stop=StopAtTarget(1.0), max_epochs=args.epochs, device=device, progress=False,
     )
     # Epochs 1..N only: epoch 0 is the initial model's evaluation, which the plain loop lacks.
     seconds = result.history["seconds"]

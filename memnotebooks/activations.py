@@ -15,7 +15,8 @@ from sklearn.decomposition import PCA
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from .training import resolve_device
+from .devices import resolve_device
+from .models import evaluation_mode
 
 __all__ = ["check_layers", "embed_2d", "extract_activations", "layer_table"]
 
@@ -58,9 +59,11 @@ def extract_activations(
         Inputs per forward pass.
     device : str or torch.device, optional
         Where to run; default the model's device (``"auto"`` is accepted, see
-        :func:`memnotebooks.training.resolve_device`).
+        :func:`memnotebooks.devices.resolve_device`).
     output_device : str or torch.device
         Where the returned tensors live.
+
+    The model is left as it was found: on its device, each submodule in its own mode.
 
     Returns
     -------
@@ -68,25 +71,27 @@ def extract_activations(
         One entry per layer, in the order asked for.
     """
     layers = check_layers(model, layers)
-    device = next(model.parameters()).device if device is None else resolve_device(device)
-    was_training = model.training
-    model.to(device).eval()
-    extractor = create_feature_extractor(model, return_nodes={model.probe_layers[name]: name for name in layers})
+    home = next(model.parameters()).device
+    device = home if device is None else resolve_device(device)
     chunks = {name: [] for name in layers}
-    for start in range(0, len(x), batch_size):
-        outputs = extractor(x[start : start + batch_size].to(device))
-        for name in layers:
-            chunks[name].append(outputs[name].flatten(1).to(output_device, torch.float32))
-    model.train(was_training)
+    try:
+        with evaluation_mode(model.to(device)):
+            extractor = create_feature_extractor(model, return_nodes={model.probe_layers[name]: name for name in layers})
+            for start in range(0, len(x), batch_size):
+                outputs = extractor(x[start : start + batch_size].to(device))
+                for name in layers:
+                    chunks[name].append(outputs[name].flatten(1).to(output_device, torch.float32))
+    finally:
+        model.to(home)
     return {name: torch.cat(chunks[name]) for name in layers}
 
 
 def layer_table(model: nn.Module, input_shape) -> pd.DataFrame:
     """The model's probe layers in order: name, graph node, output shape and width ``d``."""
     layers = check_layers(model, None)
-    extractor = create_feature_extractor(model, return_nodes={model.probe_layers[n]: n for n in layers}).eval()
     device = next(model.parameters()).device
-    with torch.no_grad():
+    with torch.no_grad(), evaluation_mode(model):
+        extractor = create_feature_extractor(model, return_nodes={model.probe_layers[n]: n for n in layers})
         outputs = extractor(torch.zeros(1, *input_shape, device=device))
     return pd.DataFrame(
         {

@@ -17,7 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["chapters", "execute_chapter", "execute_chapters", "stage", "build_html", "main"]
+from .store import atomic_write
+
+__all__ = ["chapters", "chapter_parameters", "execute_chapter", "execute_chapters", "stage", "build_html", "main"]
 
 BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
 
@@ -34,18 +36,24 @@ def execute_chapter(notebook: Path, output: Path, parameters: dict | None = None
     """Run one notebook with papermill (headless), writing it to ``output`` atomically."""
     import papermill
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".tmp-{output.name}")
-    papermill.execute_notebook(
-        str(notebook),
-        str(tmp),
-        parameters=parameters or {},
-        kernel_name=kernel_name,
-        cwd=str(notebook.parent),
-        progress_bar=False,
-    )
-    os.replace(tmp, output)
-    return output
+    def execute(tmp: Path) -> None:
+        papermill.execute_notebook(
+            str(notebook),
+            str(tmp),
+            parameters=parameters or {},
+            kernel_name=kernel_name,
+            cwd=str(notebook.parent),
+            progress_bar=False,
+        )
+
+    return atomic_write(output, execute)
+
+
+def chapter_parameters(notebook: Path) -> set[str]:
+    """The names a chapter's ``parameters`` cell declares."""
+    import papermill
+
+    return set(papermill.inspect_notebook(str(notebook)))
 
 
 def execute_chapters(
@@ -54,12 +62,26 @@ def execute_chapters(
     parameters: dict | None = None,
     kernel_name: str | None = None,
 ) -> list[Path]:
-    """Execute every chapter in order; returns the executed notebooks' paths."""
+    """Execute every chapter in order; returns the executed notebooks' paths.
+
+    Each chapter gets the ``parameters`` its ``parameters`` cell declares, and no others; a
+    parameter that no chapter declares is an error (a misspelt name would otherwise change
+    nothing, silently).
+    """
+    notebooks = chapters(root)
+    parameters = dict(parameters or {})
+    declared = {notebook: chapter_parameters(notebook) for notebook in notebooks}
+    known = set().union(*declared.values())
+    unknown = sorted(set(parameters) - known)
+    if unknown:
+        raise ValueError(f"No chapter declares the parameter(s) {', '.join(unknown)}; the chapters declare: {', '.join(sorted(known))}.")
     executed = []
-    for notebook in chapters(root):
+    for notebook in notebooks:
+        own = {name: value for name, value in parameters.items() if name in declared[notebook]}
         start = time.perf_counter()
-        executed.append(execute_chapter(notebook, Path(output_dir) / notebook.name, parameters, kernel_name))
-        print(f"executed {notebook.name} in {time.perf_counter() - start:.0f} s", flush=True)
+        executed.append(execute_chapter(notebook, Path(output_dir) / notebook.name, own, kernel_name))
+        given = f" with {own}" if own else ""
+        print(f"executed {notebook.name}{given} in {time.perf_counter() - start:.0f} s", flush=True)
     return executed
 
 
@@ -104,7 +126,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m memnotebooks.book", description=__doc__.splitlines()[0])
     parser.add_argument("--root", default=".", help="repository root (holds book/, _config.yml, _toc.yml)")
     parser.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebooks' own)")
-    parser.add_argument("-p", "--parameter", action="append", type=_parameter, default=[], help="name=value for every chapter")
+    parser.add_argument("-p", "--parameter", action="append", type=_parameter, default=[], help="name=value, passed to every chapter that declares the name")
     args = parser.parse_args(argv)
     build = Path(args.root) / "_build"
     executed = execute_chapters(args.root, build / "executed", dict(args.parameter), args.kernel)

@@ -27,7 +27,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["MODES", "CorruptedLabels", "corrupt_labels", "corruption_table", "randomize_inputs", "wrong_fraction"]
+__all__ = [
+    "MODES",
+    "CorruptedLabels",
+    "corrupt_labels",
+    "corrupted_points",
+    "corruption_table",
+    "randomize_inputs",
+    "wrong_fraction",
+    "wrong_labels",
+]
 
 MODES = ("uniform", "permute", "random_inputs")
 """Corruption modes accepted by :func:`corrupt_labels`."""
@@ -101,12 +110,44 @@ def corrupt_labels(labels, degree: float, n_classes: int, seed: int = 0, mode: s
     return CorruptedLabels(new_labels, mask)
 
 
+def wrong_labels(true_labels, given_labels):
+    """Where the given label differs from the true one: *the* definition of a wrongly labelled point.
+
+    Parameters
+    ----------
+    true_labels, given_labels : ndarray or Tensor of shape (n_samples,)
+        Both numpy arrays or both tensors (on one device).
+
+    Returns
+    -------
+    ndarray or Tensor of shape (n_samples,), bool
+        Of the inputs' kind.
+    """
+    if tuple(true_labels.shape) != tuple(given_labels.shape):
+        raise ValueError(f"label arrays differ in shape: {tuple(true_labels.shape)} vs {tuple(given_labels.shape)}.")
+    return true_labels != given_labels
+
+
+def corrupted_points(true_labels, given_labels, mask, mode: str):
+    """The corrupted training points: wrongly labelled ones (:func:`wrong_labels`) or, in
+    ``random_inputs`` mode, those whose input was replaced by noise (their labels are unchanged).
+
+    Parameters
+    ----------
+    true_labels, given_labels : ndarray or Tensor of shape (n_samples,)
+    mask : ndarray or Tensor of shape (n_samples,), bool
+        The corruption mask of :func:`corrupt_labels`, of the labels' kind.
+    mode : {"uniform", "permute", "random_inputs"}
+    """
+    if mode not in MODES:
+        raise ValueError(f"Unknown corruption mode {mode!r}; choose one of: {', '.join(MODES)}.")
+    return mask if mode == "random_inputs" else wrong_labels(true_labels, given_labels)
+
+
 def wrong_fraction(true_labels, given_labels) -> float:
     """Fraction of points whose given label differs from the true one."""
-    true_labels, given_labels = np.asarray(true_labels), np.asarray(given_labels)
-    if true_labels.shape != given_labels.shape:
-        raise ValueError(f"label arrays differ in shape: {true_labels.shape} vs {given_labels.shape}.")
-    return float(np.mean(true_labels != given_labels)) if true_labels.size else 0.0
+    wrong = wrong_labels(np.asarray(true_labels), np.asarray(given_labels))
+    return float(wrong.mean()) if wrong.size else 0.0
 
 
 def randomize_inputs(x: torch.Tensor, mask, seed: int = 0) -> torch.Tensor:

@@ -12,10 +12,10 @@ without any download.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torchvision import datasets as tv_datasets
 from torchvision.datasets.folder import default_loader
+
+from .store import atomic_write
 
 __all__ = ["DATASETS", "Dataset", "DatasetNotFoundError", "default_root", "load_dataset"]
 
@@ -186,10 +188,12 @@ def _unpack_debian_fashion_mnist(raw: Path) -> None:
         source, target = DEBIAN_FASHION_MNIST / f"{name}.gz", raw / name
         if target.exists() or not source.exists():
             continue
-        raw.mkdir(parents=True, exist_ok=True)
-        with gzip.open(source, "rb") as src, tempfile.NamedTemporaryFile(dir=raw, delete=False) as tmp:
-            shutil.copyfileobj(src, tmp)
-        os.replace(tmp.name, target)
+        atomic_write(target, functools.partial(_gunzip, source))
+
+
+def _gunzip(source: Path, target: Path) -> None:
+    with gzip.open(source, "rb") as src, open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst)
 
 
 def _load_idx(dataset_class, root: Path, download: bool):

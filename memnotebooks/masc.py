@@ -11,6 +11,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .devices import resolve_device
+
 __all__ = ["MASC", "check_variance_threshold"]
 
 # Points per chunk are chosen so that one chunk's (points x basis rows) block holds about this
@@ -84,8 +86,9 @@ class MASC(ClassifierMixin, BaseEstimator):
         Points per chunk when computing angles; ``None`` chooses it from a budget of 8 MiB of
         float32 per chunk on the CPU (cache-sized) and 256 MiB on a GPU.
     device : str or torch.device, default=None
-        Where to fit and predict; ``None`` uses the device of the tensor passed to ``fit``
-        (the CPU for numpy input).
+        Where to fit and predict (``"auto"``, ``"cpu"``, ``"cuda"``, ... as
+        :func:`memnotebooks.devices.resolve_device` reads it); ``None`` uses the device of the
+        tensor passed to ``fit`` (the CPU for numpy input).
 
     Attributes
     ----------
@@ -185,7 +188,7 @@ class MASC(ClassifierMixin, BaseEstimator):
         X, y = self._validate_X(X, y, reset=True)
         check_classification_targets(y)
         self.classes_, encoded = np.unique(y, return_inverse=True)
-        device = torch.device(self.device) if self.device is not None else X.device
+        device = resolve_device(self.device) if self.device is not None else X.device
         # One gather puts each class's points together, in float64: the classes are then slices.
         order = np.argsort(encoded, kind="stable")
         class_points = X[torch.from_numpy(order).to(X.device)].to(device, torch.float64)

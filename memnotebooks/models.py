@@ -12,13 +12,14 @@ dataset's input shape.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
-__all__ = ["MODELS", "MLP", "CNN", "AlexNet", "ResNet18", "build_model", "probe_layers"]
+__all__ = ["MODELS", "MLP", "CNN", "AlexNet", "ResNet18", "build_model", "evaluation_mode", "probe_layers"]
 
 
 def _dense(in_features: int, out_features: int) -> nn.Sequential:
@@ -194,3 +195,15 @@ def build_model(name: str, input_shape, num_classes: int, **kwargs) -> nn.Module
 def probe_layers(model: nn.Module) -> list[str]:
     """The model's probe layer names, in forward order."""
     return list(model.probe_layers)
+
+
+@contextlib.contextmanager
+def evaluation_mode(model: nn.Module):
+    """Put every submodule of ``model`` in evaluation mode, and give each its own mode back after."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training

@@ -76,7 +76,7 @@ def wrong_fraction(table: pd.DataFrame, ax=None):
 def training_curves(history: pd.DataFrame, columns=None):
     """Accuracy per epoch on each subset, one panel per corruption degree.
 
-    ``history`` is :func:`memnotebooks.experiments.history_table`'s output.
+    ``history`` is :func:`memnotebooks.runs.history_table`'s output.
     """
     columns = list(columns or ACCURACY_LABELS)
     long = history.melt(id_vars=["epoch", "corruption_degree", "seed"], value_vars=columns, var_name="subset", value_name="accuracy")
@@ -101,7 +101,7 @@ def training_curves(history: pd.DataFrame, columns=None):
 def final_accuracies(summary: pd.DataFrame, ax=None):
     """Final training and test accuracy against the corruption degree.
 
-    ``summary`` is :func:`memnotebooks.experiments.summary_table`'s output.
+    ``summary`` is :func:`memnotebooks.runs.summary_table`'s output.
     """
     ax = _axes(ax, (5, 3.8))
     long = summary.melt(
@@ -153,7 +153,7 @@ def _in_layer_order(table: pd.DataFrame) -> pd.DataFrame:
 def layer_geometry(geometry: pd.DataFrame):
     """Subspace dimension share, participation ratio and class overlap per layer and degree.
 
-    ``geometry`` is :func:`memnotebooks.experiments.geometry_table`'s output for several runs
+    ``geometry`` is :func:`memnotebooks.evaluation.geometry_table`'s output for several runs
     (one row per run, layer and class); lines are class means with their 95 % intervals.
     """
     measures = {
@@ -175,12 +175,12 @@ def layer_geometry(geometry: pd.DataFrame):
 def decoding_by_layer(evaluation: pd.DataFrame, summary: pd.DataFrame):
     """MASC test accuracy per layer, with corrupted and true subspaces, against the model's own.
 
-    ``evaluation`` is :func:`memnotebooks.experiments.layerwise_evaluation`'s output (MASC rows)
-    for several runs; ``summary`` is :func:`memnotebooks.experiments.summary_table`'s for them.
+    ``evaluation`` is :func:`memnotebooks.evaluation.layerwise_evaluation`'s output (MASC rows)
+    for several runs; ``summary`` is :func:`memnotebooks.runs.summary_table`'s for them.
     One panel per corruption degree; the dashed line is the network's test accuracy.
     """
     test = evaluation[(evaluation.probe == "masc") & (evaluation.split == "test")]
-    test = _in_layer_order(test).assign(subspaces=lambda t: "MASC, " + t.subspace_labels + " labels")
+    test = _in_layer_order(test).assign(subspaces=lambda t: "MASC, " + t.fit_labels + " labels")
     degrees = sorted(test.corruption_degree.unique())
     grid = sns.relplot(
         test, x="layer", y="accuracy", hue="subspaces", col="corruption_degree", col_order=degrees,
@@ -201,7 +201,7 @@ def probe_comparison(evaluation: pd.DataFrame, ax=None):
     """Test accuracy per layer of every probe in ``evaluation`` (one run's, or averaged over seeds)."""
     ax = _axes(ax, (7, 3.8))
     test = _in_layer_order(evaluation[evaluation.split == "test"])
-    style = "subspace_labels" if test.subspace_labels.nunique() > 1 else None
+    style = "fit_labels" if test.fit_labels.nunique() > 1 else None
     sns.lineplot(test, x="layer", y="accuracy", hue="probe", style=style, marker="o", ax=ax, sort=False)
     ax.set(ylabel="test accuracy", ylim=(0, 1.02))
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), fontsize="small")

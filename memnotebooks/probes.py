@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis, QuadraticDiscriminantAnalysis
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier, NearestCentroid
@@ -31,7 +32,7 @@ from sklearn.preprocessing import StandardScaler
 
 from .masc import MASC
 
-__all__ = ["PROBES", "is_well_posed", "make_probe", "probe_accuracies"]
+__all__ = ["PROBES", "fit_probe", "is_well_posed", "make_probe", "probe_accuracies", "probe_recipe"]
 
 PROBES = {
     "masc": lambda: MASC(variance_threshold=0.99),
@@ -43,12 +44,28 @@ PROBES = {
 }
 """Probe names and the estimators they build."""
 
+_EXECUTION_PARAMS = ("device", "batch_size", "n_jobs", "verbose", "copy", "memory")
+"""Estimator parameters that say how, not what, a probe computes: not part of its recipe."""
+
 
 def make_probe(name: str, **params):
     """A fresh, unfitted probe; ``params`` are set on it (e.g. ``variance_threshold`` for MASC)."""
     if name not in PROBES:
         raise ValueError(f"Unknown probe {name!r}; choose one of: {', '.join(PROBES)}.")
     return PROBES[name]().set_params(**params)
+
+
+def probe_recipe(name: str, **params) -> dict:
+    """What determines probe ``name``'s predictions, for a cache key: every plain parameter of
+    the estimator (nested ones included, e.g. a pipeline's steps), except execution settings
+    such as ``device`` or ``n_jobs``."""
+    settings = make_probe(name, **params).get_params(deep=True)
+    plain = {
+        key: value
+        for key, value in settings.items()
+        if isinstance(value, (str, int, float, bool, type(None))) and key.rpartition("__")[2] not in _EXECUTION_PARAMS
+    }
+    return {"probe": name, "params": plain}
 
 
 def is_well_posed(name: str, X, y) -> bool:
@@ -58,29 +75,48 @@ def is_well_posed(name: str, X, y) -> bool:
     return bool(np.unique(np.asarray(y), return_counts=True)[1].min() > np.shape(X)[1])
 
 
-def probe_accuracies(probe, X_train, y_train, evaluations: dict) -> pd.DataFrame:
-    """Fit ``probe`` on ``(X_train, y_train)`` and score it on several labelled sets.
+def fit_probe(name: str, X, y, **params):
+    """Probe ``name`` fitted on ``(X, y)``, or ``None`` where it is not well posed (:func:`is_well_posed`).
 
     Parameters
     ----------
-    probe : estimator or None
-        Unfitted; fitted in place. ``None`` (a probe that is not well posed here) scores NaN.
-    X_train : array-like of shape (n_train, n_features)
-    y_train : array-like of shape (n_train,)
+    name : str
+        One of :data:`PROBES`.
+    X : ndarray or Tensor of shape (n_samples, n_features)
+        MASC keeps a tensor on its device (a GPU's activations are fitted there); the other
+        probes get a numpy array.
+    y : array-like of shape (n_samples,)
+    **params
+        Set on the probe (:func:`make_probe`).
+    """
+    if not is_well_posed(name, X, y):
+        return None
+    if name != "masc" and isinstance(X, torch.Tensor):
+        X = X.cpu().numpy()
+    return make_probe(name, **params).fit(X, np.asarray(y))
+
+
+def probe_accuracies(probe, evaluations: dict) -> pd.DataFrame:
+    """Score a fitted probe on several labelled sets.
+
+    Parameters
+    ----------
+    probe : fitted estimator or None
+        ``None`` (a probe that is not well posed here, see :func:`fit_probe`) scores NaN.
     evaluations : dict of (split, target) to (X, y)
         Each labelled set to score, e.g. ``{("test", "true"): (X_test, y_test)}``; a set with no
-        points scores NaN.
+        points scores NaN. ``X`` is converted as :func:`fit_probe` converts it.
 
     Returns
     -------
     DataFrame
         Columns ``split``, ``target``, ``accuracy``, ``n_points``.
     """
-    if probe is not None:
-        probe.fit(X_train, y_train)
     rows = []
     for (split, target), (X, y) in evaluations.items():
         scored = probe is not None and len(y) > 0
+        if scored and not isinstance(probe, MASC) and isinstance(X, torch.Tensor):
+            X = X.cpu().numpy()
         accuracy = float(np.mean(probe.predict(X) == np.asarray(y))) if scored else float("nan")
         rows.append({"split": split, "target": target, "accuracy": accuracy, "n_points": len(y)})
     return pd.DataFrame(rows)

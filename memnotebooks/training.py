@@ -1,17 +1,26 @@
-"""Training to memorization: until the (corrupted) training labels are fit, or an epoch cap.
+"""Training: an open loop over epochs, with the loss and the stopping rule as arguments.
 
 The data stay on the device as two tensors and each mini-batch is an index into them, so an
-epoch costs one ``randperm`` and ``n / batch_size`` slices, not a DataLoader's per-sample
-Python work. Each training point is scored by the logits of its own mini-batch as it is trained
-(the usual running training accuracy, which costs no extra forward pass); after every epoch the
-test set is evaluated. That gives the per-epoch history the memorization chapters plot: accuracy
-on the training labels, on the clean and the corrupted subsets (against the given and against
-the true labels), and on the test set. Epoch 0 evaluates the initial model on both sets.
+epoch costs one ``randperm`` (:func:`epoch_orders`, a function of the seed alone) and
+``n / batch_size`` slices, not a DataLoader's per-sample Python work. Each training point is
+scored by the logits of its own mini-batch as it is trained (the usual *running* training
+accuracy, which costs no extra forward pass); after every epoch the evaluation sets (the test
+set, a validation split, ...) are scored. :func:`history_row` turns those predictions into the
+per-epoch row the memorization chapters plot: accuracy on the training labels, on the clean and
+the corrupted subsets (against the given and against the true labels), and on each evaluation
+set. Epoch 0 evaluates the initial model on every set.
+
+What ends training is a rule that reads the history: :class:`StopAtTarget` (the paper's: the
+running accuracy reaches a target) or :class:`EarlyStopping` (no strict improvement of a metric
+for ``patience`` epochs); ``keep_best`` restores the weights of the epoch that scored best.
+Running accuracy is not the final model's: later batches can undo points fitted earlier in the
+epoch, so the final model's full-pass training accuracy is recorded beside it.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Real
 
@@ -21,14 +30,22 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .corruption import wrong_labels
+from .devices import resolve_device
+from .models import evaluation_mode
+
 __all__ = [
     "OPTIMIZERS",
     "PAPER_SETTINGS",
     "TARGET_ACCURACY",
+    "EarlyStopping",
+    "StopAtTarget",
     "TrainingResult",
+    "epoch_orders",
+    "history_row",
+    "make_optimizer",
     "paper_settings",
     "predict",
-    "resolve_device",
     "train",
 ]
 
@@ -74,30 +91,72 @@ def paper_settings(model: str, dataset: str) -> dict:
     return settings
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks CUDA when there is a GPU, else the CPU; an explicit GPU must exist."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(f"Unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={str(device)!r} was asked for, but no CUDA GPU is available; use 'auto' or 'cpu'.")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise RuntimeError(f"device={str(device)!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s).")
-    return device
-
-
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Predicted classes of ``x`` (n, ...) in evaluation mode, on the model's device, int64 (n,)."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
-    out = torch.cat([model(x[i : i + batch_size].to(device)).argmax(dim=1) for i in range(0, len(x), batch_size)])
-    model.train(was_training)
-    return out
+    with evaluation_mode(model):
+        return torch.cat([model(x[i : i + batch_size].to(device)).argmax(dim=1) for i in range(0, len(x), batch_size)])
+
+
+class StopAtTarget:
+    """Stop once ``metric`` (default the running training accuracy) reaches ``target_accuracy``.
+
+    Parameters
+    ----------
+    target_accuracy : float in (0, 1]
+    metric : str
+        A history column.
+    """
+
+    def __init__(self, target_accuracy: float = 1.0, metric: str = "train_accuracy"):
+        if isinstance(target_accuracy, bool) or not isinstance(target_accuracy, Real) or not 0 < target_accuracy <= 1:
+            raise ValueError(f"target_accuracy must be a number in (0, 1], got {target_accuracy!r}.")
+        self.target_accuracy, self.metric = float(target_accuracy), metric
+
+    def __call__(self, history: Sequence[Mapping]) -> bool:
+        return history[-1][self.metric] >= self.target_accuracy
+
+    def __repr__(self) -> str:
+        return f"StopAtTarget({self.target_accuracy}, metric={self.metric!r})"
+
+
+class EarlyStopping:
+    """Stop when ``metric`` has not strictly improved on its best value for ``patience`` epochs.
+
+    Epoch 0 (the model before this training) sets the first best value, so a training that
+    never improves stops after ``patience`` epochs. :meth:`best_epoch` is the first epoch with
+    the highest value, the one ``train(..., keep_best=metric)`` restores.
+
+    Parameters
+    ----------
+    metric : str
+        A history column where higher is better, e.g. ``"validation_accuracy"``.
+    patience : int
+    """
+
+    def __init__(self, metric: str = "validation_accuracy", patience: int = 3):
+        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
+            raise ValueError(f"patience must be an integer >= 1, got {patience!r}.")
+        self.metric, self.patience = metric, int(patience)
+
+    def best_epoch(self, history: Sequence[Mapping]) -> int:
+        return _best_epoch(history, self.metric)
+
+    def __call__(self, history: Sequence[Mapping]) -> bool:
+        return history[-1]["epoch"] - self.best_epoch(history) >= self.patience
+
+    def __repr__(self) -> str:
+        return f"EarlyStopping({self.metric!r}, patience={self.patience})"
+
+
+def _best_epoch(history: Sequence[Mapping], metric: str) -> int:
+    if metric not in history[0]:
+        raise ValueError(f"Unknown history column {metric!r}; choose from: {', '.join(history[0])}.")
+    values = [row[metric] for row in history]
+    if all(np.isnan(values)):
+        raise ValueError(f"History column {metric!r} holds no values; is its evaluation set given?")
+    return int(history[int(np.nanargmax(values))]["epoch"])
 
 
 @dataclass
@@ -107,32 +166,34 @@ class TrainingResult:
     Attributes
     ----------
     history : DataFrame
-        One row per epoch (epoch 0 is the initial model, evaluated): ``epoch``, ``loss`` (mean
-        training cross-entropy over the epoch), ``train_accuracy`` (against the given labels,
-        each point scored in its mini-batch, before that batch's update),
-        ``clean_accuracy`` (points whose given label is true), ``corrupted_accuracy_given`` and
-        ``corrupted_accuracy_true`` (points whose given label is wrong, against the given and
-        the true labels), ``test_accuracy`` and ``seconds`` (wall time since the start).
+        One row per epoch (epoch 0 is the initial model, evaluated), see :func:`history_row`,
+        plus ``seconds`` (wall time since the start).
     checkpoints : dict of int to state_dict
         CPU copies of the weights at the requested epochs.
-    reached_target : bool
-        Whether training accuracy reached the target before the epoch cap.
+    stopped : bool
+        Whether the stopping rule ended training (``False``: the epoch cap did).
+    best_epoch : int or None
+        With ``keep_best``: the epoch whose weights the model holds.
+    full_pass_train_accuracy : float
+        Accuracy of the returned model on the training labels, in one pass in evaluation mode
+        (the running ``train_accuracy`` scores each point before its batch's update instead).
     """
 
     history: pd.DataFrame
     checkpoints: dict = field(default_factory=dict)
-    reached_target: bool = False
+    stopped: bool = False
+    best_epoch: int | None = None
+    full_pass_train_accuracy: float = float("nan")
 
     @property
     def epochs(self) -> int:
+        """Epochs trained."""
         return int(self.history["epoch"].iloc[-1])
 
 
-def _check_settings(optimizer, learning_rate, batch_size, target_accuracy, max_epochs):
+def _check_settings(optimizer, learning_rate, batch_size, max_epochs):
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"Unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}.")
-    if isinstance(target_accuracy, bool) or not isinstance(target_accuracy, Real) or not 0 < target_accuracy <= 1:
-        raise ValueError(f"target_accuracy must be a number in (0, 1], got {target_accuracy!r}.")
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be positive, got {learning_rate!r}.")
     for name, value, low in (("batch_size", batch_size, 1), ("max_epochs", max_epochs, 0)):
@@ -140,7 +201,8 @@ def _check_settings(optimizer, learning_rate, batch_size, target_accuracy, max_e
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
 
 
-def _make_optimizer(name, parameters, learning_rate, momentum, device):
+def make_optimizer(name: str, parameters, learning_rate: float, momentum: float, device: torch.device):
+    """A fresh ``torch.optim`` optimizer by name (``"sgd"`` or ``"adam"``); ``momentum`` is SGD's."""
     # The fused kernels update all parameters in one pass: about 3x faster steps on a CPU.
     fused = device.type in ("cpu", "cuda")
     if name == "sgd":
@@ -148,18 +210,64 @@ def _make_optimizer(name, parameters, learning_rate, momentum, device):
     return torch.optim.Adam(parameters, lr=learning_rate, fused=fused)
 
 
-def _accuracies(train_predictions, y_given, y_true, test_predictions, y_test) -> dict:
+def epoch_orders(n_samples: int, seed: int) -> Iterator[torch.Tensor]:
+    """The mini-batch order of every epoch, a function of the seed alone.
+
+    Yields, epoch after epoch, a permutation of ``range(n_samples)`` (int64, on the CPU) from one
+    CPU ``torch.Generator`` seeded with ``seed``, so the same seed gives the same orders on every
+    device, and a trainer of many runs at once can reproduce each run's order.
+    """
+    generator = torch.Generator().manual_seed(int(seed))
+    while True:
+        yield torch.randperm(n_samples, generator=generator)
+
+
+def history_row(
+    epoch: int,
+    loss: float,
+    train_predictions: torch.Tensor,
+    y_given: torch.Tensor,
+    y_true: torch.Tensor,
+    corrupted: torch.Tensor,
+    evaluations: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+) -> dict:
+    """One epoch's row of the training history.
+
+    Parameters
+    ----------
+    epoch : int
+    loss : float
+        Mean training loss over the epoch (NaN for epoch 0).
+    train_predictions : Tensor of shape (n_train,), int64
+    y_given, y_true : Tensor of shape (n_train,), int64
+        The labels trained on and the true ones.
+    corrupted : Tensor of shape (n_train,), bool
+        The corrupted points (:func:`memnotebooks.corruption.corrupted_points`).
+    evaluations : dict of str to (predictions, labels)
+        Each evaluation set's predicted and true classes.
+
+    Returns
+    -------
+    dict
+        ``epoch``, ``loss``, ``train_accuracy`` (against the given labels), ``clean_accuracy``,
+        ``corrupted_accuracy_given``, ``corrupted_accuracy_true`` and ``<name>_accuracy`` per
+        evaluation set; a subset with no points scores NaN.
+    """
+
     def mean(hits):
         return float(hits.float().mean()) if hits.numel() else float("nan")
 
-    wrong = y_given != y_true
-    return {
+    row = {
+        "epoch": int(epoch),
+        "loss": float(loss),
         "train_accuracy": mean(train_predictions == y_given),
-        "clean_accuracy": mean(train_predictions[~wrong] == y_true[~wrong]),
-        "corrupted_accuracy_given": mean(train_predictions[wrong] == y_given[wrong]),
-        "corrupted_accuracy_true": mean(train_predictions[wrong] == y_true[wrong]),
-        "test_accuracy": mean(test_predictions == y_test) if test_predictions is not None else float("nan"),
+        "clean_accuracy": mean(train_predictions[~corrupted] == y_true[~corrupted]),
+        "corrupted_accuracy_given": mean(train_predictions[corrupted] == y_given[corrupted]),
+        "corrupted_accuracy_true": mean(train_predictions[corrupted] == y_true[corrupted]),
     }
+    for name, (predictions, labels) in (evaluations or {}).items():
+        row[f"{name}_accuracy"] = mean(predictions == labels)
+    return row
 
 
 def train(
@@ -168,13 +276,15 @@ def train(
     y_train: torch.Tensor,
     *,
     y_true: torch.Tensor | None = None,
-    x_test: torch.Tensor | None = None,
-    y_test: torch.Tensor | None = None,
+    corrupted: torch.Tensor | None = None,
+    evaluation_sets: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    stop: Callable[[Sequence[Mapping]], bool] | None = None,
+    keep_best: str | None = None,
     optimizer: str = "adam",
     learning_rate: float = 1e-3,
     momentum: float = 0.9,
     batch_size: int = 128,
-    target_accuracy: float = 1.0,
     max_epochs: int = 500,
     checkpoint_epochs=(),
     seed: int = 0,
@@ -182,36 +292,45 @@ def train(
     eval_batch_size: int = 1024,
     progress: bool = True,
 ) -> TrainingResult:
-    """Train ``model`` on ``(x_train, y_train)`` until it fits the labels or ``max_epochs`` pass.
+    """Train ``model`` on ``(x_train, y_train)`` until the stopping rule fires or ``max_epochs`` pass.
 
     Parameters
     ----------
     model : nn.Module
-        Trained in place and left on ``device``.
+        Trained in place and left on ``device``, in evaluation mode.
     x_train : Tensor of shape (n_train, ...)
     y_train : Tensor of shape (n_train,), int64
         The labels to fit (possibly corrupted).
     y_true : Tensor of shape (n_train,), optional
         The true training labels, for the clean/corrupted split of the history; default ``y_train``.
-    x_test, y_test : Tensor, optional
-        Test set, evaluated after every epoch.
+    corrupted : Tensor of shape (n_train,), bool, optional
+        The corrupted points; default the wrongly labelled ones
+        (:func:`memnotebooks.corruption.wrong_labels`).
+    evaluation_sets : dict of str to (x, y), optional
+        Sets scored after every epoch, as history columns ``<name>_accuracy`` (e.g. ``"test"``).
+    loss : callable, optional
+        ``loss(logits, labels)`` to a scalar tensor; default cross-entropy.
+    stop : callable, optional
+        ``stop(history)`` with the rows so far (list of dicts, see :func:`history_row`) to
+        ``True`` when training should end; checked on the initial model and after each epoch.
+        Default ``StopAtTarget(1.0)``: every training point fitted.
+    keep_best : str, optional
+        A history column (higher is better): the returned model holds the weights of the first
+        epoch where it was highest, not the last epoch's.
     optimizer : {"sgd", "adam"}
+        A fresh optimizer (no state carried over from earlier training).
     learning_rate, momentum : float
         ``momentum`` applies to SGD only.
     batch_size : int
-    target_accuracy : float in (0, 1]
-        Stop once the epoch's running accuracy on ``y_train`` reaches this. Each point is scored
-        before its last update, so the final model fits at least as much (up to BatchNorm's
-        train/eval difference).
     max_epochs : int
     checkpoint_epochs : iterable of int
         Epochs whose weights to keep (0 is the initial model).
     seed : int
-        Seed of the mini-batch order (a CPU generator, so the same on every device).
+        Seed of the mini-batch order (see :func:`epoch_orders`).
     device : str or torch.device
-        ``"auto"``, ``"cpu"``, ``"cuda"``, ...; see :func:`resolve_device`.
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ...; see :func:`memnotebooks.devices.resolve_device`.
     eval_batch_size : int
-        Inputs per forward pass when evaluating (the initial model, the test set).
+        Inputs per forward pass when evaluating.
     progress : bool
         Show a tqdm progress bar over epochs.
 
@@ -219,51 +338,65 @@ def train(
     -------
     TrainingResult
     """
-    _check_settings(optimizer, learning_rate, batch_size, target_accuracy, max_epochs)
+    _check_settings(optimizer, learning_rate, batch_size, max_epochs)
     if len(x_train) != len(y_train):
         raise ValueError(f"x_train has {len(x_train)} samples but y_train has {len(y_train)}.")
+    stop = StopAtTarget(1.0) if stop is None else stop
     device = resolve_device(device)
     model.to(device)
     x_train, y_given = x_train.to(device), y_train.to(device)
     y_true = y_given if y_true is None else y_true.to(device)
-    if x_test is not None:
-        x_test, y_test = x_test.to(device), y_test.to(device)
-    opt = _make_optimizer(optimizer, model.parameters(), learning_rate, momentum, device)
-    loss_fn = nn.CrossEntropyLoss()
-    generator = torch.Generator().manual_seed(seed)
+    corrupted = wrong_labels(y_true, y_given) if corrupted is None else torch.as_tensor(corrupted).to(device, torch.bool)
+    evaluation_sets = {name: (x.to(device), y.to(device)) for name, (x, y) in (evaluation_sets or {}).items()}
+    opt = make_optimizer(optimizer, model.parameters(), learning_rate, momentum, device)
+    loss = nn.CrossEntropyLoss() if loss is None else loss
     checkpoint_epochs = set(checkpoint_epochs)
-    checkpoints, rows, start = {}, [], time.perf_counter()
+    checkpoints, rows, best_state, start = {}, [], None, time.perf_counter()
 
-    def record(epoch, loss, train_predictions):
-        test_predictions = predict(model, x_test, eval_batch_size) if x_test is not None else None
-        row = {"epoch": epoch, "loss": loss}
-        row.update(_accuracies(train_predictions, y_given, y_true, test_predictions, y_test))
+    def record(epoch, epoch_loss, train_predictions):
+        nonlocal best_state
+        evaluations = {name: (predict(model, x, eval_batch_size), y) for name, (x, y) in evaluation_sets.items()}
+        row = history_row(epoch, epoch_loss, train_predictions, y_given, y_true, corrupted, evaluations)
         row["seconds"] = time.perf_counter() - start
         rows.append(row)
         if epoch in checkpoint_epochs:
-            checkpoints[epoch] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        return row
+            checkpoints[epoch] = _state_copy(model, "cpu")
+        if keep_best is not None and _best_epoch(rows, keep_best) == epoch:
+            best_state = _state_copy(model, device)
 
-    row = record(0, float("nan"), predict(model, x_train, eval_batch_size))
+    record(0, float("nan"), predict(model, x_train, eval_batch_size))
     train_predictions = torch.empty_like(y_given)
-    bar = tqdm(range(1, max_epochs + 1), desc="epochs", disable=not progress, leave=False)
-    for epoch in bar:
-        if row["train_accuracy"] >= target_accuracy:
+    orders = epoch_orders(len(y_given), seed)
+    stopped = stop(rows)
+    bar = tqdm(total=max_epochs, desc="epochs", disable=not progress, leave=False)
+    for epoch in range(1, max_epochs + 1):
+        if stopped:
             break
         model.train()
-        order = torch.randperm(len(y_given), generator=generator).to(device)
+        order = next(orders).to(device)
         total = torch.zeros((), device=device)
         for i in range(0, len(order), batch_size):
             index = order[i : i + batch_size]
             logits = model(x_train[index])
-            loss = loss_fn(logits, y_given[index])
+            batch_loss = loss(logits, y_given[index])
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            batch_loss.backward()
             opt.step()
-            total += loss.detach() * len(index)
+            total += batch_loss.detach() * len(index)
             train_predictions[index] = logits.detach().argmax(dim=1)
-        row = record(epoch, float(total) / len(order), train_predictions)
-        bar.set_postfix(train=f"{row['train_accuracy']:.3f}", test=f"{row['test_accuracy']:.3f}")
+        record(epoch, float(total) / len(order), train_predictions)
+        stopped = stop(rows)
+        bar.update()
+        bar.set_postfix({name: f"{rows[-1][name]:.3f}" for name in ("train_accuracy", "test_accuracy") if name in rows[-1]})
     bar.close()
+    best_epoch = None
+    if keep_best is not None:
+        best_epoch = _best_epoch(rows, keep_best)
+        model.load_state_dict(best_state)
     model.eval()
-    return TrainingResult(pd.DataFrame(rows), checkpoints, row["train_accuracy"] >= target_accuracy)
+    full_pass = float((predict(model, x_train, eval_batch_size) == y_given).float().mean())
+    return TrainingResult(pd.DataFrame(rows), checkpoints, bool(stopped), best_epoch, full_pass)
+
+
+def _state_copy(model: nn.Module, device) -> dict:
+    return {k: v.detach().to(device, copy=True) for k, v in model.state_dict().items()}

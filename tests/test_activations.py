@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from memnotebooks.activations import embed_2d, extract_activations
+from memnotebooks.activations import embed_2d, extract_activations, layer_table
 from memnotebooks.models import build_model
 
 
@@ -54,3 +54,20 @@ def test_embed_2d_returns_tidy_coordinates_per_layer():
     assert set(frame.columns) == {"layer", "component_1", "component_2", "label", "index"}
     # The same points are drawn for every layer.
     assert (frame[frame.layer == "a"]["index"].values == frame[frame.layer == "b"]["index"].values).all()
+
+
+def test_extraction_leaves_the_model_as_it_found_it():
+    model = build_model("cnn", (1, 8, 8), 10).train()
+    model.fc1.eval()  # a mixed state, e.g. a frozen submodule, is kept as it is
+    modes = {name: module.training for name, module in model.named_modules()}
+    extract_activations(model, torch.randn(4, 1, 8, 8), device="cpu")
+    layer_table(model, (1, 8, 8))
+    assert {name: module.training for name, module in model.named_modules()} == modes
+    assert next(model.parameters()).device.type == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_extraction_on_another_device_leaves_the_model_where_it_was():
+    model = build_model("cnn", (1, 8, 8), 10)
+    out = extract_activations(model, torch.randn(4, 1, 8, 8), device="cuda", output_device="cuda")
+    assert out["fc1"].is_cuda and next(model.parameters()).device.type == "cpu"

@@ -9,7 +9,7 @@ from PIL import Image
 from torchvision import datasets as tv_datasets
 from torchvision import transforms
 
-from memnotebooks.data import DATASETS, DatasetNotFoundError, load_dataset
+from memnotebooks.data import DATASETS, DEBIAN_FASHION_MNIST, DatasetNotFoundError, load_dataset
 
 TO_TENSOR_NORMALIZED = transforms.Compose([transforms.ToTensor(), transforms.Normalize(0.5, 0.5)])
 
@@ -61,6 +61,10 @@ def test_missing_dataset_says_where_it_looked_and_how_to_get_it(tmp_path, name, 
     assert not any(tmp_path.rglob("*.gz")) and not any(tmp_path.rglob("*.zip"))  # nothing was downloaded
 
 
+@pytest.mark.skipif(
+    not DEBIAN_FASHION_MNIST.is_dir(),
+    reason=f"Debian's dataset-fashion-mnist package is not installed ({DEBIAN_FASHION_MNIST} is missing); .ci/run installs it",
+)
 def test_real_fashion_mnist_from_debians_package(tmp_path):
     data = load_dataset("fashion_mnist", tmp_path)
     assert data.x_train.shape == (60000, 1, 28, 28) and data.x_test.shape == (10000, 1, 28, 28)

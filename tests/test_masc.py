@@ -7,7 +7,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import check_estimator
 
 import published_masc as published
-from memnotebooks import experiments
+from memnotebooks import runs
 from memnotebooks.activations import extract_activations
 from memnotebooks.masc import MASC
 
@@ -32,13 +32,13 @@ def assert_agrees_with_published(X_fit, y_fit, X_eval, variance_threshold=0.99):
 def test_agrees_with_the_published_algorithm_on_synthetic_relu_data(n, d, rank):
     X, y = published.synthetic_relu_activations(2 * n, d, rank=rank, seed=1)
     ours, ks = assert_agrees_with_published(X[:n], y[:n], X[n:])
-    if rank == d:
-        assert ours._complement.all() and np.all(ks > d / 2)
+    if rank == d:  # the orthogonal-complement path
+        assert np.all(ks > d / 2)
 
 
 def test_agrees_with_the_published_algorithm_on_real_activations(tmp_path):
-    config = experiments.RunConfig(model="cnn", corruption_degree=0.4, max_epochs=30)
-    run = experiments.run(config, artifacts_dir=tmp_path, device="cpu", progress=False)
+    config = runs.RunConfig(model="cnn", corruption_degree=0.4, max_epochs=30)
+    run = runs.run(config, artifacts_dir=tmp_path, device="cpu", progress=False)
     train = extract_activations(run.model, run.dataset.x_train, ["flatten", "fc1"])
     test = extract_activations(run.model, run.dataset.x_test, ["flatten", "fc1"])
     for layer in train:  # flatten: 64 features (n_c >= d); fc1: 250 (n_c < d)
@@ -74,7 +74,7 @@ def test_geometry_of_angles_and_components():
 def test_complement_classes_report_their_basis():
     X, y = published.synthetic_relu_activations(2000, 20, n_classes=2, rank=20, seed=3)
     clf = MASC().fit(X, y)
-    assert clf._complement.all()
+    assert np.all(clf.n_components_ > 10)  # kept as orthogonal complements
     for c, basis in enumerate(clf.components_):
         assert basis.shape == (clf.n_components_[c], 20)
         np.testing.assert_allclose(basis @ basis.T, np.eye(len(basis)), atol=1e-8)
@@ -98,11 +98,17 @@ def test_torch_input_matches_numpy_input():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_tensors_stay_on_the_gpu():
+def test_cuda_tensors_give_the_cpu_predictions():
     X, y = published.synthetic_relu_activations(1000, 50, seed=4)
     clf = MASC().fit(torch.from_numpy(X).cuda(), y)
-    assert clf._rows.is_cuda
     np.testing.assert_array_equal(clf.predict(torch.from_numpy(X).cuda()), MASC().fit(X, y).predict(X))
+
+
+def test_device_auto_is_accepted_and_a_bad_device_is_named():
+    X, y = published.synthetic_relu_activations(300, 10, n_classes=3, seed=5)
+    np.testing.assert_array_equal(MASC(device="auto").fit(X, y).predict(X), MASC().fit(X, y).predict(X))
+    with pytest.raises(ValueError, match="Unknown device 'gpu'; use 'auto', 'cpu', 'cuda'"):
+        MASC(device="gpu").fit(X, y)
 
 
 def test_one_sample_class_and_zero_rows():

@@ -4,7 +4,8 @@ import torch
 from memnotebooks.corruption import corrupt_labels
 from memnotebooks.data import load_dataset
 from memnotebooks.models import build_model
-from memnotebooks.training import paper_settings, resolve_device, train
+from memnotebooks.devices import resolve_device
+from memnotebooks.training import EarlyStopping, StopAtTarget, epoch_orders, history_row, paper_settings, train
 
 DIGITS = load_dataset("digits")
 
@@ -15,16 +16,25 @@ def corrupted(degree, seed=0):
 
 def fit(labels, model="cnn", **kwargs):
     torch.manual_seed(0)
-    settings = {**paper_settings(model, "digits"), "max_epochs": 300, "device": "cpu", "progress": False, **kwargs}
+    paper = paper_settings(model, "digits")
+    settings = {
+        "stop": StopAtTarget(paper.pop("target_accuracy")),
+        "evaluation_sets": {"test": (DIGITS.x_test, DIGITS.y_test)},
+        **paper, "max_epochs": 300, "device": "cpu", "progress": False, **kwargs,
+    }
     network = build_model(model, DIGITS.input_shape, 10)
-    result = train(network, DIGITS.x_train, labels, y_true=DIGITS.y_train, x_test=DIGITS.x_test, y_test=DIGITS.y_test, **settings)
+    result = train(network, DIGITS.x_train, labels, y_true=DIGITS.y_train, **settings)
     return network, result
 
 
 def test_memorizes_corrupted_digits_to_the_target():
-    _, result = fit(corrupted(0.4))
+    network, result = fit(corrupted(0.4))
     last = result.history.iloc[-1]
-    assert result.reached_target and last.train_accuracy == 1.0
+    assert result.stopped and last.train_accuracy == 1.0
+    # The running accuracy scores each point before its batch's update; the final model, in one
+    # pass, need not fit every point (later batches can undo earlier ones), and this records it.
+    assert 0.9 < result.full_pass_train_accuracy <= 1.0
+    assert not network.training
     assert last.corrupted_accuracy_given == 1.0  # the wrong labels are memorized
     assert last.test_accuracy < 0.85  # and the network no longer generalizes as a clean one does
     assert result.epochs < 300
@@ -37,7 +47,7 @@ def test_history_checkpoints_and_determinism():
     labels = corrupted(0.2)
     model_a, a = fit(labels, max_epochs=3, checkpoint_epochs=[0, 2])
     _, b = fit(labels, max_epochs=3, checkpoint_epochs=[0, 2])
-    assert list(a.history.epoch) == [0, 1, 2, 3] and not a.reached_target
+    assert list(a.history.epoch) == [0, 1, 2, 3] and not a.stopped
     assert a.history.drop(columns="seconds").equals(b.history.drop(columns="seconds"))
     assert sorted(a.checkpoints) == [0, 2]
     final = model_a.state_dict()["fc1.0.weight"].cpu()
@@ -48,7 +58,51 @@ def test_history_checkpoints_and_determinism():
 @pytest.mark.parametrize("target", [0, 1.5, -1, "high", True])
 def test_target_accuracy_outside_unit_interval_is_rejected(target):
     with pytest.raises(ValueError, match=r"target_accuracy must be a number in \(0, 1\]"):
-        fit(DIGITS.y_train, target_accuracy=target)
+        StopAtTarget(target)
+
+
+def test_early_stopping_keeps_the_best_epoch_on_the_validation_set():
+    half = len(DIGITS.y_test) // 2
+    validation = {"validation": (DIGITS.x_test[:half], DIGITS.y_test[:half])}
+    stop = EarlyStopping("validation_accuracy", patience=2)
+    network, result = fit(corrupted(0.8), model="mlp", evaluation_sets=validation, stop=stop, keep_best="validation_accuracy")
+    history = result.history
+    best = int(history.loc[history.validation_accuracy.idxmax(), "epoch"])
+    assert result.stopped and result.best_epoch == best
+    assert result.epochs - best == 2  # stopped after `patience` epochs without a strict improvement
+    assert (history.validation_accuracy.iloc[best + 1 :] <= history.validation_accuracy.iloc[best]).all()
+    # The returned model holds the best epoch's weights: it scores that epoch's validation accuracy.
+    predictions = network(validation["validation"][0]).argmax(1)
+    assert (predictions == validation["validation"][1]).float().mean().item() == pytest.approx(history.validation_accuracy[best])
+    with pytest.raises(ValueError, match="Unknown history column 'holdout_accuracy'; choose from: epoch, loss"):
+        fit(corrupted(0.8), model="mlp", max_epochs=1, keep_best="holdout_accuracy")
+    with pytest.raises(ValueError, match="patience must be an integer >= 1, got 0"):
+        EarlyStopping(patience=0)
+
+
+def test_the_loss_is_an_argument():
+    calls = []
+
+    def counted_loss(logits, labels):
+        calls.append(len(labels))
+        return torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.1)
+
+    fit(DIGITS.y_train, model="mlp", max_epochs=1, loss=counted_loss)
+    assert sum(calls) == len(DIGITS.y_train)
+
+
+def test_epoch_orders_depend_on_the_seed_alone_and_history_rows_score_each_subset():
+    orders = epoch_orders(10, seed=3)
+    first, second = next(orders), next(orders)
+    assert sorted(first.tolist()) == list(range(10)) and not torch.equal(first, second)
+    assert torch.equal(next(epoch_orders(10, seed=3)), first)
+    given = torch.tensor([0, 1, 2, 2])
+    true = torch.tensor([0, 1, 2, 0])
+    row = history_row(1, 0.5, torch.tensor([0, 1, 1, 2]), given, true, given != true, {"test": (torch.tensor([1]), torch.tensor([1]))})
+    assert row == pytest.approx({
+        "epoch": 1, "loss": 0.5, "train_accuracy": 0.75, "clean_accuracy": 2 / 3,
+        "corrupted_accuracy_given": 1.0, "corrupted_accuracy_true": 0.0, "test_accuracy": 1.0,
+    })
 
 
 def test_bad_optimizer_and_batch_size_are_rejected():

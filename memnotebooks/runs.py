@@ -1,0 +1,419 @@
+"""One configuration, one cached run: what the chapters and the sweeps call.
+
+A :class:`RunConfig` names everything that determines a trained model (dataset, model, corruption
+degree and mode, seed, subset sizes, optimizer settings, epoch cap). :func:`run` returns the run
+from ``<artifacts>/<config key>/`` when it is there and trains it otherwise, so chapters share
+runs: chapter 03 probes the models that chapter 02 trained.
+
+A run folder holds ``config.json``, ``model.pt`` (the final weights), ``history.csv`` (per
+epoch), ``labels.npz`` (the labels trained on and the corruption mask), ``summary.json`` and,
+when asked for, ``checkpoints.pt``; results derived from the run (evaluation tables, ...) are
+stored beside them by :func:`memnotebooks.store.cached_table`, keyed by their own recipe. The
+folder is written by :func:`memnotebooks.store.atomic_write`, so an interrupted run leaves
+nothing a later one would trust, and :func:`is_complete` can tell a finished run from its key
+alone, without loading any data.
+
+A cached run is checked when it is read: its stored configuration and training labels must equal
+what the current code derives for the configuration, or :class:`~memnotebooks.store.StaleArtifactError`
+is raised. Old weights are never paired with new labels.
+
+The device is deliberately not part of the key: a run trained on a GPU is read back on a CPU
+(that is how full-size results reach the book), and ``summary.json`` records where it was
+trained. GPU and CPU training differ by floating-point rounding only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import platform
+from dataclasses import dataclass
+from numbers import Real
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .corruption import MODES, check_degree, corrupt_labels, corrupted_points, randomize_inputs
+from .data import DATASETS, Dataset, default_root, load_dataset
+from .devices import resolve_device
+from .models import MODELS, build_model
+from .store import StaleArtifactError, atomic_write, default_artifacts_dir, normalize, recipe_key
+from .training import StopAtTarget, paper_settings, train
+
+__all__ = [
+    "FIT_LABELS",
+    "Run",
+    "RunConfig",
+    "build_run_model",
+    "config_columns",
+    "history_table",
+    "is_complete",
+    "run",
+    "run_grid",
+    "run_path",
+    "summary_table",
+    "training_data",
+]
+
+FIT_LABELS = ("corrupted", "true")
+"""Which training labels a probe or a class subspace is fitted on: the ones the network was
+trained on, or the clean ones."""
+
+_INTEGER_FIELDS = ("seed", "subset", "test_subset", "batch_size", "max_epochs")
+_REAL_FIELDS = ("learning_rate", "momentum", "target_accuracy")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a trained model; settings left ``None`` take the paper's.
+
+    Values are normalized on construction (``learning_rate=1`` is ``1.0``, ``seed=np.int64(0)``
+    is ``0``), so equal settings give equal keys.
+
+    Parameters
+    ----------
+    dataset : str
+        One of :data:`memnotebooks.data.DATASETS`.
+    model : str
+        One of :data:`memnotebooks.models.MODELS`.
+    corruption_degree : float in [0, 1]
+    corruption_mode : {"uniform", "permute", "random_inputs"}
+    seed : int
+        Seeds the corruption, the initial weights and the mini-batch order.
+    subset, test_subset : int, optional
+        Stratified subsets of the training and test sets (drawn with seed 0, so every seed and
+        degree sees the same images).
+    optimizer, learning_rate, momentum, batch_size, target_accuracy
+        ``None`` takes :func:`memnotebooks.training.paper_settings`.
+    max_epochs : int
+    checkpoint_epochs : tuple of int
+        Epochs whose weights the run keeps (0 is the initial model).
+    """
+
+    dataset: str = "digits"
+    model: str = "mlp"
+    corruption_degree: float = 0.0
+    corruption_mode: str = "uniform"
+    seed: int = 0
+    subset: int | None = None
+    test_subset: int | None = None
+    optimizer: str | None = None
+    learning_rate: float | None = None
+    momentum: float | None = None
+    batch_size: int | None = None
+    target_accuracy: float | None = None
+    max_epochs: int = 500
+    checkpoint_epochs: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        for name, value, allowed in (
+            ("dataset", self.dataset, DATASETS),
+            ("model", self.model, tuple(MODELS)),
+            ("corruption_mode", self.corruption_mode, MODES),
+        ):
+            if value not in allowed:
+                raise ValueError(f"Unknown {name} {value!r}; choose one of: {', '.join(allowed)}.")
+        set_ = functools.partial(object.__setattr__, self)
+        set_("corruption_degree", check_degree(self.corruption_degree))
+        for name, value in paper_settings(self.model, self.dataset).items():
+            if getattr(self, name) is None:
+                set_(name, value)
+        for name in _INTEGER_FIELDS:
+            set_(name, _integer(name, getattr(self, name)))
+        for name in _REAL_FIELDS:
+            set_(name, _real(name, getattr(self, name)))
+        set_("checkpoint_epochs", tuple(sorted({_integer("checkpoint_epochs", e) for e in self.checkpoint_epochs})))
+
+    def to_dict(self) -> dict:
+        """The fields as a JSON-ready dict."""
+        return normalize(dataclasses.asdict(self))
+
+    def key(self) -> str:
+        """The run's folder name: a hash of the fields that differ from their defaults, and the
+        cache version (:func:`memnotebooks.store.recipe_key`)."""
+        defaults = {field.name: field.default for field in dataclasses.fields(self)}
+        return recipe_key("run", dataclasses.asdict(self), defaults)
+
+    def replace(self, **changes) -> RunConfig:
+        """A copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _integer(name: str, value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Real) or float(value) != int(value):
+        raise ValueError(f"{name} must be an integer, got {value!r}.")
+    return int(value)
+
+
+def _real(name: str, value):
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ValueError(f"{name} must be a number, got {value!r}.")
+    return float(value)
+
+
+@dataclass
+class Run:
+    """A trained (or loaded) run.
+
+    Attributes
+    ----------
+    config : RunConfig
+    path : Path
+        The run's artifact folder.
+    dataset : Dataset
+        The data the model saw: true labels in ``y_train``; for ``random_inputs`` the masked
+        training inputs are the noise it was trained on.
+    train_labels : Tensor of shape (n_train,), int64
+        The (corrupted) labels the model was trained on.
+    corruption_mask : ndarray of shape (n_train,), bool
+        Points selected for corruption.
+    model : nn.Module
+        Final weights, in evaluation mode.
+    history : DataFrame
+        Per-epoch history (see :func:`memnotebooks.training.history_row`).
+    summary : dict
+        Epochs, whether the target was reached, final accuracies, wall time, device.
+    """
+
+    config: RunConfig
+    path: Path
+    dataset: Dataset
+    train_labels: torch.Tensor
+    corruption_mask: np.ndarray
+    model: nn.Module
+    history: pd.DataFrame
+    summary: dict
+
+    @property
+    def corrupted(self) -> np.ndarray:
+        """Boolean (n_train,): the corrupted training points
+        (:func:`memnotebooks.corruption.corrupted_points`)."""
+        true, given = self.dataset.y_train.numpy(), self.train_labels.numpy()
+        return corrupted_points(true, given, self.corruption_mask, self.config.corruption_mode)
+
+    def fit_labels(self, which: str) -> np.ndarray:
+        """The training labels a probe is fitted on: ``"corrupted"`` (trained on) or ``"true"``."""
+        if which == "corrupted":
+            return self.train_labels.numpy()
+        if which == "true":
+            return self.dataset.y_train.numpy()
+        raise ValueError(f"Unknown fit_labels {which!r}; choose from: {', '.join(FIT_LABELS)}.")
+
+    def checkpoint(self, epoch: int) -> nn.Module:
+        """A copy of the model with the weights it had at ``epoch`` (one of ``checkpoint_epochs``)."""
+        if epoch not in self.config.checkpoint_epochs:
+            raise ValueError(f"No checkpoint at epoch {epoch}; this run kept {list(self.config.checkpoint_epochs)}.")
+        states = torch.load(self.path / "checkpoints.pt", weights_only=True)
+        if epoch not in states:
+            raise ValueError(f"Epoch {epoch} was never reached: training stopped at epoch {self.summary['epochs']}.")
+        model = build_run_model(self.config, self.dataset)
+        model.load_state_dict(states[epoch])
+        return model.to(next(self.model.parameters()).device).eval()
+
+
+@functools.lru_cache(maxsize=1)
+def _clean_dataset(name: str, data_root: str, subset, test_subset) -> Dataset:
+    # One dataset at a time: a chapter uses one, and a full one can take gigabytes.
+    return load_dataset(name, data_root, subset=subset, test_subset=test_subset, seed=0)
+
+
+def training_data(config: RunConfig, data_root=None) -> tuple[Dataset, torch.Tensor, np.ndarray]:
+    """The dataset as the run sees it, the labels it trains on and the corruption mask.
+
+    Parameters
+    ----------
+    config : RunConfig
+    data_root : path, optional
+        Dataset folder; default :func:`memnotebooks.data.default_root`.
+
+    Returns
+    -------
+    dataset : Dataset
+        With the masked training inputs replaced by noise in ``random_inputs`` mode.
+    train_labels : Tensor of shape (n_train,), int64
+    corruption_mask : ndarray of shape (n_train,), bool
+    """
+    root = str(Path(data_root) if data_root is not None else default_root())
+    clean = _clean_dataset(config.dataset, root, config.subset, config.test_subset)
+    labels, mask = corrupt_labels(
+        clean.y_train, config.corruption_degree, clean.n_classes, seed=config.seed, mode=config.corruption_mode
+    )
+    dataset = clean
+    if config.corruption_mode == "random_inputs":
+        dataset = dataclasses.replace(clean, x_train=randomize_inputs(clean.x_train, mask, seed=config.seed))
+    return dataset, torch.from_numpy(labels), mask
+
+
+def build_run_model(config: RunConfig, dataset: Dataset) -> nn.Module:
+    """The run's model with its initial weights (seeded by ``config.seed``; the global random
+    state is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return build_model(config.model, dataset.input_shape, dataset.n_classes)
+
+
+def run_path(config: RunConfig, artifacts_dir=None) -> Path:
+    """The run's folder in the cache (default :func:`memnotebooks.store.default_artifacts_dir`)."""
+    return Path(artifacts_dir if artifacts_dir is not None else default_artifacts_dir()) / config.key()
+
+
+def is_complete(config: RunConfig, artifacts_dir=None) -> bool:
+    """Whether the cache holds the finished run for ``config`` (no data is loaded)."""
+    return (run_path(config, artifacts_dir) / "summary.json").is_file()
+
+
+def _write_run(path: Path, config: RunConfig, model: nn.Module, result, labels, mask, summary) -> None:
+    def write(tmp: Path) -> None:
+        tmp.mkdir()
+        (tmp / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp / "model.pt")
+        result.history.to_csv(tmp / "history.csv", index=False)
+        np.savez(tmp / "labels.npz", train_labels=labels.numpy(), corruption_mask=mask)
+        if result.checkpoints:
+            torch.save(result.checkpoints, tmp / "checkpoints.pt")
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
+
+    atomic_write(path, write)
+
+
+def _check_stored(path: Path, config: RunConfig, labels: torch.Tensor, mask: np.ndarray) -> None:
+    """Refuse a cached run whose configuration or labels differ from what the code derives now."""
+    advice = f"Delete {path}, or bump memnotebooks.store.CACHE_VERSION if the code change is intended."
+    stored_config = json.loads((path / "config.json").read_text())
+    if stored_config != config.to_dict():
+        raise StaleArtifactError(f"The cached run {path} was made by another configuration than {config}. {advice}")
+    with np.load(path / "labels.npz") as stored:
+        stored_labels, stored_mask = stored["train_labels"], stored["corruption_mask"]
+    if stored_labels.shape != labels.shape or stored_mask.shape != mask.shape:
+        raise StaleArtifactError(
+            f"The cached run {path} ({config}) was trained on {len(stored_labels)} labels; the current code "
+            f"derives {len(labels)} for its configuration. {advice}"
+        )
+    differ = int((stored_labels != labels.numpy()).sum() + (stored_mask != mask).sum())
+    if differ:
+        raise StaleArtifactError(
+            f"The cached run {path} ({config}) was trained on labels that differ from those the current code "
+            f"derives for its configuration ({differ} labels or mask entries differ). {advice}"
+        )
+
+
+def run(
+    config: RunConfig,
+    *,
+    artifacts_dir: str | os.PathLike | None = None,
+    data_root: str | os.PathLike | None = None,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+) -> Run:
+    """Return the run for ``config``, from the artifact cache or by training it.
+
+    Parameters
+    ----------
+    config : RunConfig
+    artifacts_dir : path, optional
+        The cache; default :func:`memnotebooks.store.default_artifacts_dir`.
+    data_root : path, optional
+        Dataset folder for :func:`memnotebooks.data.load_dataset`.
+    device : str or torch.device
+        Where to train and where the returned model lives.
+    progress : bool
+        Show training progress.
+
+    Returns
+    -------
+    Run
+
+    Raises
+    ------
+    memnotebooks.store.StaleArtifactError
+        If the cached run's configuration or labels differ from what the current code derives.
+    """
+    device = resolve_device(device)
+    path = run_path(config, artifacts_dir)
+    dataset, labels, mask = training_data(config, data_root)
+    model = build_run_model(config, dataset)
+    if is_complete(config, artifacts_dir):
+        _check_stored(path, config, labels, mask)
+    else:
+        result = train(
+            model,
+            dataset.x_train,
+            labels,
+            y_true=dataset.y_train,
+            corrupted=torch.from_numpy(corrupted_points(dataset.y_train.numpy(), labels.numpy(), mask, config.corruption_mode)),
+            evaluation_sets={"test": (dataset.x_test, dataset.y_test)},
+            stop=StopAtTarget(config.target_accuracy),
+            optimizer=config.optimizer,
+            learning_rate=config.learning_rate,
+            momentum=config.momentum,
+            batch_size=config.batch_size,
+            max_epochs=config.max_epochs,
+            checkpoint_epochs=config.checkpoint_epochs,
+            seed=config.seed,
+            device=device,
+            progress=progress,
+        )
+        last = result.history.iloc[-1]
+        summary = {
+            "epochs": result.epochs,
+            "reached_target": result.stopped,
+            "train_accuracy": float(last["train_accuracy"]),
+            "full_pass_train_accuracy": result.full_pass_train_accuracy,
+            "test_accuracy": float(last["test_accuracy"]),
+            "seconds": float(last["seconds"]),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+            "torch": torch.__version__,
+        }
+        _write_run(path, config, model, result, labels, mask, summary)
+    model.load_state_dict(torch.load(path / "model.pt", weights_only=True))
+    return Run(
+        config=config,
+        path=path,
+        dataset=dataset,
+        train_labels=labels,
+        corruption_mask=mask,
+        model=model.to(device).eval(),
+        history=pd.read_csv(path / "history.csv"),
+        summary=json.loads((path / "summary.json").read_text()),
+    )
+
+
+def run_grid(config: RunConfig, degrees=(0.0,), seeds=(0,), **run_kwargs) -> list[Run]:
+    """Runs of ``config`` at every corruption degree and seed (from the cache where possible)."""
+    return [run(config.replace(corruption_degree=d, seed=s), **run_kwargs) for d in degrees for s in seeds]
+
+
+def config_columns(run_: Run) -> dict:
+    """The columns that identify a run in a tidy table: dataset, model, degree, seed."""
+    c = run_.config
+    return {"dataset": c.dataset, "model": c.model, "corruption_degree": c.corruption_degree, "seed": c.seed}
+
+
+def summary_table(runs) -> pd.DataFrame:
+    """One row per run: configuration, epochs trained, final accuracies (the last history row's,
+    and the final model's full-pass training accuracy)."""
+    rows = []
+    for r in runs:
+        last = r.history.iloc[-1].drop(["epoch", "loss", "seconds"]).to_dict()
+        rows.append(
+            {
+                **config_columns(r),
+                "epochs": r.summary["epochs"],
+                "reached_target": r.summary["reached_target"],
+                **last,
+                "full_pass_train_accuracy": r.summary["full_pass_train_accuracy"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def history_table(runs) -> pd.DataFrame:
+    """All runs' per-epoch histories, stacked, with the configuration columns."""
+    return pd.concat([r.history.assign(**config_columns(r)) for r in runs], ignore_index=True)

@@ -1,0 +1,179 @@
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from memnotebooks import runs
+from memnotebooks.corruption import corrupt_labels
+from memnotebooks.runs import RunConfig
+from memnotebooks.store import StaleArtifactError
+
+FAST = RunConfig(model="cnn", corruption_degree=0.4, subset=400, max_epochs=3, checkpoint_epochs=(0, 2))
+
+
+def test_config_fills_the_papers_settings():
+    config = RunConfig(dataset="fashion_mnist", model="cnn")
+    assert (config.optimizer, config.learning_rate, config.batch_size, config.target_accuracy) == ("adam", 2e-4, 128, 0.991)
+    assert RunConfig(model="mlp", dataset="mnist").optimizer == "sgd"
+    assert config.key() == RunConfig(dataset="fashion_mnist", model="cnn", learning_rate=2e-4).key()
+    assert len({FAST.key(), FAST.replace(seed=1).key(), FAST.replace(corruption_degree=0.2).key()}) == 3
+
+
+def test_keys_normalize_values():
+    assert RunConfig(learning_rate=1).key() == RunConfig(learning_rate=1.0).key()
+    config = RunConfig(seed=np.int64(2), subset=np.float64(400), corruption_degree=np.float32(0.5))
+    assert config.key() == RunConfig(seed=2, subset=400, corruption_degree=0.5).key()
+    assert type(config.seed) is int and type(config.subset) is int
+    assert RunConfig(checkpoint_epochs=[2, 0, 2]).checkpoint_epochs == (0, 2)
+
+
+def test_adding_a_defaulted_field_keeps_existing_keys():
+    extended = dataclasses.make_dataclass("Extended", [("dropout", float, 0.0)], bases=(RunConfig,), frozen=True)
+    assert extended(seed=3).key() == RunConfig(seed=3).key()
+    assert extended(seed=3, dropout=0.5).key() != RunConfig(seed=3).key()
+
+
+def test_the_default_key_is_stable():
+    # Changing this key orphans every cached run: it must change only with CACHE_VERSION.
+    assert RunConfig().key() == "b8827ac0d391aaea"
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"dataset": "svhn"}, "Unknown dataset 'svhn'; choose one of: digits, fashion_mnist"),
+        ({"model": "vit"}, "Unknown model 'vit'; choose one of: mlp, cnn, alexnet, resnet18"),
+        ({"corruption_mode": "flip"}, "Unknown corruption_mode 'flip'"),
+        ({"corruption_degree": 2}, r"corruption degree must be a number in \[0, 1\], got 2"),
+        ({"seed": 0.5}, "seed must be an integer, got 0.5"),
+        ({"learning_rate": "fast"}, "learning_rate must be a number, got 'fast'"),
+    ],
+)
+def test_bad_configs_are_rejected(changes, message):
+    with pytest.raises(ValueError, match=message):
+        RunConfig(**changes)
+
+
+def test_run_trains_once_then_comes_from_the_cache(tmp_path, monkeypatch):
+    assert not runs.is_complete(FAST, tmp_path)
+    first = runs.run(FAST, artifacts_dir=tmp_path, device="cpu", progress=False)
+    assert runs.is_complete(FAST, tmp_path)
+    assert json.loads((first.path / "config.json").read_text())["corruption_degree"] == 0.4
+    assert first.summary["epochs"] == 3 and len(first.history) == 4
+    assert 0 <= first.summary["full_pass_train_accuracy"] <= 1
+    assert first.corrupted.mean() == pytest.approx(0.4 * 0.9, abs=0.08)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached run was trained again")
+
+    monkeypatch.setattr(runs, "train", no_training)
+    again = runs.run(FAST, artifacts_dir=tmp_path, device="cpu")
+    for name, value in first.model.state_dict().items():
+        assert torch.equal(value, again.model.state_dict()[name])
+    rewound = again.checkpoint(2)
+    assert not torch.equal(rewound.fc1[0].weight, again.model.fc1[0].weight)
+    with pytest.raises(ValueError, match=r"No checkpoint at epoch 1; this run kept \[0, 2\]"):
+        again.checkpoint(1)
+
+
+def test_stored_labels_equal_the_labels_the_code_derives(tmp_path):
+    result = runs.run(FAST.replace(max_epochs=1), artifacts_dir=tmp_path, device="cpu", progress=False)
+    with np.load(result.path / "labels.npz") as stored:
+        stored_labels, stored_mask = stored["train_labels"], stored["corruption_mask"]
+    derived = corrupt_labels(result.dataset.y_train, 0.4, 10, seed=FAST.seed)
+    np.testing.assert_array_equal(stored_labels, derived.labels)
+    np.testing.assert_array_equal(stored_mask, derived.mask)
+    assert (stored_labels != result.dataset.y_train.numpy()).any()
+
+
+def test_a_cached_run_whose_labels_no_longer_match_the_code_is_refused(tmp_path, monkeypatch):
+    config = FAST.replace(max_epochs=1)
+    cached = runs.run(config, artifacts_dir=tmp_path, device="cpu", progress=False)
+
+    def changed_corruption(labels, degree, n_classes, seed=0, mode="uniform"):  # as if the code had changed
+        new, mask = corrupt_labels(labels, degree, n_classes, seed=seed + 1, mode=mode)
+        return new, mask
+
+    monkeypatch.setattr(runs, "corrupt_labels", changed_corruption)
+    with pytest.raises(StaleArtifactError, match=rf"{cached.path}.*labels that differ.*Delete {cached.path}, or bump"):
+        runs.run(config, artifacts_dir=tmp_path, device="cpu", progress=False)
+
+
+def test_a_cached_run_of_another_configuration_is_refused(tmp_path):
+    config = FAST.replace(max_epochs=1)
+    cached = runs.run(config, artifacts_dir=tmp_path, device="cpu", progress=False)
+    stored = json.loads((cached.path / "config.json").read_text())
+    (cached.path / "config.json").write_text(json.dumps({**stored, "max_epochs": 2}))
+    with pytest.raises(StaleArtifactError, match="made by another configuration"):
+        runs.run(config, artifacts_dir=tmp_path, device="cpu", progress=False)
+
+
+def test_is_complete_loads_no_data(tmp_path, monkeypatch):
+    config = FAST.replace(max_epochs=1)
+    runs.run(config, artifacts_dir=tmp_path, device="cpu", progress=False)
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("is_complete loaded a dataset")
+
+    monkeypatch.setattr(runs, "load_dataset", no_data)
+    monkeypatch.setattr(runs, "training_data", no_data)
+    assert runs.is_complete(config, tmp_path) and not runs.is_complete(config.replace(seed=1), tmp_path)
+
+
+def test_same_config_same_result_in_another_cache(tmp_path):
+    a = runs.run(FAST, artifacts_dir=tmp_path / "a", device="cpu", progress=False)
+    b = runs.run(FAST, artifacts_dir=tmp_path / "b", device="cpu", progress=False)
+    assert a.history.drop(columns="seconds").equals(b.history.drop(columns="seconds"))
+
+
+def test_building_a_run_model_leaves_the_global_random_state_alone():
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    dataset, _, _ = runs.training_data(FAST)
+    runs.build_run_model(FAST.replace(seed=9), dataset)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_artifacts_dir_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEMNOTEBOOKS_ARTIFACTS", str(tmp_path / "cache"))
+    result = runs.run(FAST.replace(max_epochs=1), device="cpu", progress=False)
+    assert result.path.parent == tmp_path / "cache"
+
+
+def test_an_interrupted_run_leaves_nothing_a_later_run_trusts(tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    config = FAST.replace(max_epochs=1)
+    with monkeypatch.context() as patch:
+        patch.setattr(np, "savez", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            runs.run(config, artifacts_dir=tmp_path, device="cpu", progress=False)
+    assert list(tmp_path.iterdir()) == [] and not runs.is_complete(config, tmp_path)
+    result = runs.run(config, artifacts_dir=tmp_path, device="cpu", progress=False)
+    assert runs.is_complete(config, tmp_path) and result.summary["epochs"] == 1
+
+
+def test_random_inputs_replace_the_masked_inputs_and_count_as_corrupted(tmp_path):
+    config = FAST.replace(corruption_mode="random_inputs", max_epochs=1)
+    result = runs.run(config, artifacts_dir=tmp_path, device="cpu", progress=False)
+    clean = runs.run(config.replace(corruption_degree=0.0), artifacts_dir=tmp_path, device="cpu", progress=False)
+    mask = torch.from_numpy(result.corruption_mask)
+    assert torch.equal(result.train_labels, result.dataset.y_train)
+    assert torch.equal(result.dataset.x_train[~mask], clean.dataset.x_train[~mask])
+    assert not torch.equal(result.dataset.x_train[mask], clean.dataset.x_train[mask])
+    # The noise inputs are the corrupted subset, so its curve is not empty.
+    np.testing.assert_array_equal(result.corrupted, result.corruption_mask)
+    assert result.history.corrupted_accuracy_given.notna().all()
+
+
+def test_tables_stack_runs(tmp_path):
+    grid = runs.run_grid(FAST.replace(max_epochs=1), degrees=(0.0, 0.4), artifacts_dir=tmp_path, device="cpu", progress=False)
+    summary = runs.summary_table(grid)
+    assert list(summary.corruption_degree) == [0.0, 0.4] and summary.epochs.eq(1).all()
+    assert summary.full_pass_train_accuracy.between(0, 1).all()
+    history = runs.history_table(grid)
+    assert len(history) == 4 and set(history.corruption_degree) == {0.0, 0.4}
