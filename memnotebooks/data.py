@@ -28,7 +28,16 @@ from torchvision.datasets.folder import default_loader
 
 from .store import atomic_write
 
-__all__ = ["DATASETS", "Dataset", "DatasetNotFoundError", "default_root", "load_dataset"]
+__all__ = [
+    "DATASETS",
+    "VALIDATION_FRACTION",
+    "VALIDATION_SEED",
+    "Dataset",
+    "DatasetNotFoundError",
+    "default_root",
+    "load_dataset",
+    "validation_split",
+]
 
 DATASETS = ("digits", "fashion_mnist", "mnist", "cifar10", "cifar100", "tiny_imagenet")
 """Names accepted by :func:`load_dataset`."""
@@ -91,6 +100,25 @@ class Dataset:
             f"Dataset({self.name!r}, train={len(self.y_train)}, test={len(self.y_test)}, "
             f"input_shape={self.input_shape}, n_classes={self.n_classes})"
         )
+
+
+VALIDATION_FRACTION = 0.2
+"""Share of the test set used to choose (a layer, an epoch); the relabel protocol's 20/80 split."""
+
+VALIDATION_SEED = 0
+"""Seed of the stratified validation split."""
+
+
+def validation_split(y_test, fraction: float = VALIDATION_FRACTION, seed: int = VALIDATION_SEED) -> np.ndarray:
+    """Boolean mask (n_test,): the stratified validation part of the test set (fixed seed).
+
+    What is chosen on this part (a layer, an epoch) is scored on the rest, the *holdout*.
+    """
+    y_test = np.asarray(y_test)
+    validation, _ = train_test_split(np.arange(len(y_test)), train_size=fraction, stratify=y_test, random_state=seed)
+    mask = np.zeros(len(y_test), dtype=bool)
+    mask[validation] = True
+    return mask
 
 
 def default_root() -> Path:

@@ -7,7 +7,7 @@ run's folder, keyed by its recipe (probe and parameters, fitting labels, evaluat
 see :func:`memnotebooks.store.cached_table`).
 
 The evaluation sets (:func:`evaluation_sets`) are the test set, its validation 20 % and holdout
-80 % (:func:`validation_split`, the relabel protocol's split), the clean training points and the
+80 % (:func:`memnotebooks.data.validation_split`, the relabel protocol's split), the clean training points and the
 corrupted ones (scored against their true and their given labels). :func:`best_layers` chooses
 a layer two ways: on the test set itself, as the paper does, and on the validation part, scored
 on the holdout part.
@@ -20,33 +20,31 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import train_test_split
 
 from .activations import check_layers, extract_activations
+from .data import VALIDATION_FRACTION, VALIDATION_SEED, validation_split
 from .geometry import class_geometry
 from .masc import check_variance_threshold
 from .probes import PROBES, fit_probe, probe_accuracies, probe_recipe
-from .runs import FIT_LABELS, Run, config_columns
+from .runs import FIT_LABELS, Run, config_columns, history_table, run
 from .store import cached_table, is_cached
 
 __all__ = [
     "PROTOCOL",
-    "VALIDATION_FRACTION",
-    "VALIDATION_SEED",
+    "SELECTIONS",
+    "baseline_scores",
+    "best_layer_scores",
     "best_layers",
     "evaluate_layer",
     "evaluation_sets",
     "geometry_table",
     "headline_table",
+    "hidden_layers",
     "layerwise_evaluation",
-    "validation_split",
+    "network_scores",
+    "threshold_scores",
+    "untrained_runs",
 ]
-
-VALIDATION_FRACTION = 0.2
-"""Share of the test set used to choose a layer (the relabel protocol's 20/80 split)."""
-
-VALIDATION_SEED = 0
-"""Seed of the stratified validation split."""
 
 PROTOCOL = {
     "validation_fraction": VALIDATION_FRACTION,
@@ -57,15 +55,6 @@ PROTOCOL = {
     ],
 }
 """The evaluation protocol, part of every evaluation table's cache key."""
-
-
-def validation_split(y_test, fraction: float = VALIDATION_FRACTION, seed: int = VALIDATION_SEED) -> np.ndarray:
-    """Boolean mask (n_test,): the stratified validation part of the test set (fixed seed)."""
-    y_test = np.asarray(y_test)
-    validation, _ = train_test_split(np.arange(len(y_test)), train_size=fraction, stratify=y_test, random_state=seed)
-    mask = np.zeros(len(y_test), dtype=bool)
-    mask[validation] = True
-    return mask
 
 
 def evaluation_sets(run_: Run) -> dict:
@@ -125,15 +114,21 @@ def evaluate_layer(activations: Mapping, sets: Mapping, probe: str, fit_labels, 
 
 
 def layerwise_evaluation(
-    run_: Run, probes=("masc",), layers=None, fit_labels=FIT_LABELS, variance_threshold: float = 0.99
+    run_: Run,
+    probes=("masc",),
+    layers=None,
+    fit_labels=FIT_LABELS,
+    variance_threshold: float = 0.99,
+    max_components: int | None = None,
+    fit_corruption_degree: float | None = None,
 ) -> pd.DataFrame:
-    """Decode every probe layer of a run with each probe, fitted on corrupted and on true labels.
+    """Decode probe layers of a run with each probe, fitted on corrupted and on true labels.
 
     For each layer, probe and choice of fitting labels (``corrupted``: the labels the network was
     trained on; ``true``: the clean ones), :func:`evaluate_layer`. Activations stay on the run's
-    device (MASC fits and predicts on a GPU there). One table per probe and fitting labels,
-    covering every layer, is cached in the run's folder under its recipe; each layer's
-    activations are extracted once for all missing tables.
+    device (MASC fits and predicts on a GPU there). Each (layer, probe, fitting labels) table is
+    cached in the run's folder under its recipe; the activations of a layer with missing tables
+    are extracted once for all of them.
 
     Parameters
     ----------
@@ -141,100 +136,279 @@ def layerwise_evaluation(
     probes : list of str
         From :data:`memnotebooks.probes.PROBES`.
     layers : list of str, optional
-        Probe layers to return; default all.
+        Probe layers; default all.
     fit_labels : list of {"corrupted", "true"}
     variance_threshold : float in (0, 1]
         MASC's share of each class's variance.
+    max_components : int, optional
+        MASC's bound on each class's subspace dimension (1: the leading direction only).
+    fit_corruption_degree : float in [0, 1], optional
+        Fit the ``corrupted`` labels of this degree (same seed and mode) instead of those the run
+        was trained on: the paper's control, a generalized network (degree 0) decoded with
+        corrupted-label subspaces. The clean/corrupted training sets stay the run's own.
 
     Returns
     -------
     DataFrame
         Columns ``dataset``, ``model``, ``corruption_degree``, ``seed``, ``layer``,
-        ``layer_index``, ``probe``, ``fit_labels``, ``split``, ``target``, ``accuracy``,
-        ``n_points``.
+        ``layer_index``, ``probe``, ``fit_labels``, ``fit_corruption_degree``, ``split``,
+        ``target``, ``accuracy``, ``n_points``.
     """
     layers = check_layers(run_.model, layers)
     unknown = [p for p in probes if p not in PROBES]
     if unknown:
         raise ValueError(f"Unknown probe(s) {unknown}; choose from: {', '.join(PROBES)}.")
     fit_labels = [fit_labels] if isinstance(fit_labels, str) else list(fit_labels)
-    labels = {which: run_.fit_labels(which) for which in fit_labels}
-    params = {probe: {"variance_threshold": check_variance_threshold(variance_threshold)} if probe == "masc" else {} for probe in probes}
-    all_layers = list(run_.model.probe_layers)
+    labels = {which: run_.fit_labels(which, fit_corruption_degree) for which in fit_labels}
+    masc_params = {"variance_threshold": check_variance_threshold(variance_threshold), "max_components": max_components}
+    params = {probe: masc_params if probe == "masc" else {} for probe in probes}
+    fit_degree = run_.config.corruption_degree if fit_corruption_degree is None else float(fit_corruption_degree)
     recipes = {
-        (probe, which): {**probe_recipe(probe, **params[probe]), "fit_labels": which, "protocol": PROTOCOL, "layers": all_layers}
+        (layer, probe, which): {
+            **probe_recipe(probe, **params[probe]),
+            "layer": layer,
+            "fit_labels": which,
+            "fit_corruption_degree": None if fit_corruption_degree is None or which == "true" else fit_degree,
+            "protocol": PROTOCOL,
+        }
+        for layer in layers
         for probe in probes
         for which in fit_labels
     }
     missing = [key for key, recipe in recipes.items() if not is_cached(run_.path, "evaluation", recipe)]
-    fresh = {key: [] for key in missing}
+    fresh = {}
     if missing:
         sets = evaluation_sets(run_)
         device = next(run_.model.parameters()).device
-        for layer in all_layers:  # each layer's activations are extracted once, for every table
+        for layer in dict.fromkeys(layer for layer, _, _ in missing):  # each layer extracted once
             activations = {
                 source: extract_activations(run_.model, x, [layer], output_device=device)[layer]
                 for source, x in (("train", run_.dataset.x_train), ("test", run_.dataset.x_test))
             }
-            for probe, which in missing:
-                table = evaluate_layer(activations, sets, probe, labels[which], **params[probe])
-                fresh[probe, which].append(table.assign(layer=layer, probe=probe, fit_labels=which))
+            for key in [key for key in missing if key[0] == layer]:
+                _, probe, which = key
+                fresh[key] = evaluate_layer(activations, sets, probe, labels[which], **params[probe])
     frames = [
-        cached_table(run_.path, "evaluation", recipe, lambda key=key: pd.concat(fresh[key], ignore_index=True))
+        cached_table(run_.path, "evaluation", recipe, lambda key=key: fresh[key]).assign(
+            layer=key[0], probe=key[1], fit_labels=key[2], fit_corruption_degree=fit_degree if key[2] == "corrupted" else 0.0
+        )
         for key, recipe in recipes.items()
     ]
     table = pd.concat(frames, ignore_index=True)
-    table = table[table.layer.isin(layers)].copy()
-    table["layer_index"] = table.layer.map(all_layers.index)
-    columns = ["layer", "layer_index", "probe", "fit_labels", "split", "target", "accuracy", "n_points"]
+    table["layer_index"] = table.layer.map(list(run_.model.probe_layers).index)
+    columns = ["layer", "layer_index", "probe", "fit_labels", "fit_corruption_degree", "split", "target", "accuracy", "n_points"]
     identity = config_columns(run_)
-    return table[columns].assign(**identity)[list(identity) + columns].reset_index(drop=True)
+    return table[columns].assign(**identity)[list(identity) + columns]
 
 
-def best_layers(evaluation: pd.DataFrame) -> pd.DataFrame:
+_BEST_LAYER_KEYS = ["dataset", "model", "corruption_degree", "probe", "fit_labels", "fit_corruption_degree"]
+
+SELECTIONS = {"test-selected": ("test", "test"), "validated": ("test_validation", "test_holdout")}
+"""How a layer (or an epoch, or a threshold) is chosen: on which split, and scored on which.
+``test-selected`` is the paper's: chosen on the test set itself, which flatters it;
+``validated`` is chosen on the validation 20 % and scored on the other 80 %."""
+
+
+def best_layer_scores(evaluation: pd.DataFrame, layers=None) -> pd.DataFrame:
+    """Each seed's accuracy at the best layer, the layer chosen both ways of :data:`SELECTIONS`.
+
+    The layer is chosen once per (dataset, model, degree, probe, fitting labels) on the mean over
+    seeds of the choosing split, as the paper does, and each seed is scored there. A probe that
+    scores NaN at every layer (not well posed) has no row.
+
+    Parameters
+    ----------
+    evaluation : DataFrame
+        :func:`layerwise_evaluation` tables of one or several runs.
+    layers : list of str, optional
+        Choose among these layers only (e.g. the hidden ones); default all.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``dataset``, ``model``, ``corruption_degree``, ``probe``, ``fit_labels``,
+        ``fit_corruption_degree``, ``selection``, ``layer``, ``seed``, ``accuracy``.
+    """
+    keys = _BEST_LAYER_KEYS
+    scored = evaluation[evaluation.target == "true"]
+    if layers is not None:
+        scored = scored[scored.layer.isin(layers)]
+    mean = scored.groupby(keys + ["layer", "split"], as_index=False)["accuracy"].mean()
+    frames = []
+    for selection, (choose, score) in SELECTIONS.items():
+        chosen = mean[mean.split == choose].dropna(subset=["accuracy"])
+        best = chosen.loc[chosen.groupby(keys)["accuracy"].idxmax(), keys + ["layer"]]
+        per_seed = best.merge(scored[scored.split == score], on=keys + ["layer"])
+        frames.append(per_seed[keys + ["layer", "seed", "accuracy"]].assign(selection=selection))
+    return pd.concat(frames, ignore_index=True)[keys + ["selection", "layer", "seed", "accuracy"]]
+
+
+def best_layers(evaluation: pd.DataFrame, layers=None) -> pd.DataFrame:
     """Best layer per (dataset, model, degree, probe, fitting labels), chosen two ways.
 
     ``paper_*``: as the paper reports it, the maximum over layers of the mean (over seeds) test
     accuracy: the layer is chosen on the very set it is scored on, which flatters it.
     ``validated_*``: the layer with the best mean accuracy on the validation 20 % of the test
-    set, scored on the other 80 %. A probe that scores NaN at every layer (not well posed) gets
-    NaN and no layer.
+    set, scored (mean over seeds) on the other 80 %. A probe that scores NaN at every layer (not
+    well posed) gets NaN and no layer. See :func:`best_layer_scores`.
     """
-    keys = ["dataset", "model", "corruption_degree", "probe", "fit_labels"]
-    mean = evaluation.groupby(keys + ["layer", "split", "target"], as_index=False)["accuracy"].mean()
-    groups = mean[keys].drop_duplicates()
-
-    def pick(split_choose, split_score, prefix):
-        choose = mean[(mean.split == split_choose) & (mean.target == "true")].dropna(subset=["accuracy"])
-        best = choose.loc[choose.groupby(keys)["accuracy"].idxmax(), keys + ["layer"]]
-        scored = best.merge(mean[(mean.split == split_score) & (mean.target == "true")], on=keys + ["layer"])
-        scored = scored[keys + ["layer", "accuracy"]].rename(columns={"layer": f"{prefix}_layer", "accuracy": f"{prefix}_accuracy"})
-        return groups.merge(scored, on=keys, how="left")
-
-    return pick("test", "test", "paper").merge(pick("test_validation", "test_holdout", "validated"), on=keys)
+    keys = _BEST_LAYER_KEYS
+    scores = best_layer_scores(evaluation, layers)
+    mean = scores.groupby(keys + ["selection", "layer"], as_index=False)["accuracy"].mean()
+    table = evaluation[keys].drop_duplicates()
+    for selection, prefix in (("test-selected", "paper"), ("validated", "validated")):
+        part = mean[mean.selection == selection].drop(columns="selection")
+        table = table.merge(part.rename(columns={"layer": f"{prefix}_layer", "accuracy": f"{prefix}_accuracy"}), on=keys, how="left")
+    return table.reset_index(drop=True)
 
 
-def headline_table(evaluation: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
-    """The paper's headline per degree: the network's test accuracy and MASC's at the best layer.
+def hidden_layers(run_: Run) -> list[str]:
+    """The run's probe layers after the input."""
+    return [layer for layer in run_.model.probe_layers if layer != "input"]
 
-    For each fitting-label set (``corrupted``, ``true``): ``masc_<labels>`` and its layer as the
-    paper selects it (on the test set), and ``masc_<labels>_validated`` with its layer chosen on
-    the validation 20 % and scored on the other 80 % (see :func:`best_layers`). Means over seeds.
+
+def network_scores(history: pd.DataFrame) -> pd.DataFrame:
+    """The network's own test accuracy per run: final, early-stopped, and at its peak.
+
+    Parameters
+    ----------
+    history : DataFrame
+        :func:`memnotebooks.runs.history_table` of the runs (with the per-epoch
+        ``test_validation_accuracy`` and ``test_holdout_accuracy``).
+
+    Returns
+    -------
+    DataFrame
+        Per run and ``baseline``: ``network, final`` (last epoch, test set), ``network,
+        early-stopped (validated)`` (the epoch with the best validation accuracy, scored on the
+        holdout part) and ``network, peak (test-selected)`` (the best test accuracy over epochs);
+        columns ``dataset``, ``model``, ``corruption_degree``, ``seed``, ``baseline``, ``epoch``,
+        ``accuracy``.
     """
-    keys = ["dataset", "model", "corruption_degree"]
-    table = summary.groupby(keys, as_index=False)["test_accuracy"].mean().rename(columns={"test_accuracy": "model_test"})
-    best = best_layers(evaluation[evaluation.probe == "masc"])
-    for labels in FIT_LABELS:
-        part = best[best.fit_labels == labels].rename(
-            columns={
-                "paper_accuracy": f"masc_{labels}",
-                "paper_layer": f"masc_{labels}_layer",
-                "validated_accuracy": f"masc_{labels}_validated",
-                "validated_layer": f"masc_{labels}_validated_layer",
-            }
+    keys = ["dataset", "model", "corruption_degree", "seed"]
+    rows = []
+    for identity, runs_history in history.groupby(keys, sort=True):
+        runs_history = runs_history.reset_index(drop=True)
+        final = runs_history.iloc[-1]
+        early = runs_history.loc[runs_history.test_validation_accuracy.idxmax()]
+        peak = runs_history.loc[runs_history.test_accuracy.idxmax()]
+        for baseline, epoch, accuracy in (
+            ("network, final", final.epoch, final.test_accuracy),
+            ("network, early-stopped (validated)", early.epoch, early.test_holdout_accuracy),
+            ("network, peak (test-selected)", peak.epoch, peak.test_accuracy),
+        ):
+            rows.append({**dict(zip(keys, identity)), "baseline": baseline, "epoch": int(epoch), "accuracy": float(accuracy)})
+    return pd.DataFrame(rows)
+
+
+def untrained_runs(grid, **run_kwargs) -> list[Run]:
+    """The runs of ``grid`` at initialization: the same architecture, seed and labels, no training
+    (``max_epochs=0``), from the cache or built; ``run_kwargs`` as for :func:`memnotebooks.runs.run`."""
+    return [run(r.config.replace(max_epochs=0, checkpoint_epochs=()), **run_kwargs) for r in grid]
+
+
+def baseline_scores(
+    grid, probes=("nearest_mean", "knn", "logistic", "lda", "qda"), variance_threshold: float = 0.99, **run_kwargs
+) -> pd.DataFrame:
+    """The headline and the baselines it needs, per run (seed) and degree.
+
+    - the network itself (:func:`network_scores`);
+    - MASC at the best hidden layer, with corrupted and with true subspaces, test-selected and
+      validated (:func:`best_layer_scores`);
+    - on the raw input: MASC (test set), and the best other probe, chosen on the validation part
+      and scored on the holdout (both fitted on the corrupted labels);
+    - MASC on the untrained network (:func:`untrained_runs`), best hidden layer, validated;
+    - the paper's control: MASC on the generalized network of the same seed (degree 0, which
+      must be in ``grid``) with subspaces fitted on the labels corrupted at each degree, best
+      hidden layer, validated.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``dataset``, ``model``, ``corruption_degree``, ``seed``, ``baseline``, ``layer``
+        (or the epoch, or the probe chosen), ``accuracy``.
+    """
+    variance_threshold = check_variance_threshold(variance_threshold)
+    keys = ["dataset", "model", "corruption_degree", "seed"]
+    decoding = pd.concat([layerwise_evaluation(r, variance_threshold=variance_threshold) for r in grid], ignore_index=True)
+    hidden = hidden_layers(grid[0])
+    frames = [network_scores(history_table(grid)).assign(layer=lambda t: "epoch " + t.epoch.astype(str)).drop(columns="epoch")]
+    best = best_layer_scores(decoding, hidden)
+    frames.append(best.assign(baseline="MASC, best hidden layer, " + best.fit_labels + " labels (" + best.selection + ")"))
+    if "input" in grid[0].model.probe_layers:
+        on_input = pd.concat(
+            [layerwise_evaluation(r, probes=["masc", *probes], layers=["input"], fit_labels="corrupted", variance_threshold=variance_threshold) for r in grid],
+            ignore_index=True,
         )
-        table = table.merge(part.drop(columns=["probe", "fit_labels"]), on=keys, how="left")
-    return table
+        masc = on_input[(on_input.probe == "masc") & (on_input.split == "test") & (on_input.target == "true")]
+        frames.append(masc.assign(baseline="MASC, input, corrupted labels"))
+        others = on_input[on_input.probe != "masc"].assign(layer=lambda t: t.probe, probe="other")
+        best_other = best_layer_scores(others)
+        frames.append(best_other[best_other.selection == "validated"].assign(baseline="best other probe, input, corrupted labels (validated)"))
+    untrained = pd.concat([layerwise_evaluation(r, fit_labels="corrupted", variance_threshold=variance_threshold) for r in untrained_runs(grid, **run_kwargs)])
+    scores = best_layer_scores(untrained, hidden)
+    frames.append(scores[scores.selection == "validated"].assign(baseline="MASC, untrained network, corrupted labels (validated)"))
+    generalized = {r.config.seed: r for r in grid if r.config.corruption_degree == 0}
+    degrees = sorted({r.config.corruption_degree for r in grid} - {0.0})
+    if generalized and degrees:
+        control = pd.concat(
+            [
+                layerwise_evaluation(g, fit_labels="corrupted", variance_threshold=variance_threshold, fit_corruption_degree=p).assign(corruption_degree=p)
+                for g in generalized.values()
+                for p in degrees
+            ],
+            ignore_index=True,
+        )
+        scores = best_layer_scores(control, hidden)
+        frames.append(scores[scores.selection == "validated"].assign(baseline="MASC, generalized network, corrupted labels (validated)"))
+    return pd.concat([frame[keys + ["baseline", "layer", "accuracy"]] for frame in frames], ignore_index=True)
+
+
+def headline_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over seeds of each baseline (rows, in the order given) at each degree (columns).
+
+    Parameters
+    ----------
+    scores : DataFrame
+        :func:`baseline_scores` (or any table with ``baseline``, ``corruption_degree``, ``seed``,
+        ``accuracy``).
+
+    Returns
+    -------
+    DataFrame of str
+        ``"0.918 ± 0.012"`` per cell (``"0.918"`` with one seed); empty where not measured.
+    """
+    stats = scores.groupby(["baseline", "corruption_degree"], sort=False)["accuracy"].agg(["mean", "std", "count"])
+    cells = [f"{m:.3f}" if n < 2 else f"{m:.3f} ± {s:.3f}" for m, s, n in zip(stats["mean"], stats["std"], stats["count"])]
+    table = pd.Series(cells, index=stats.index).unstack("corruption_degree").reindex(scores.baseline.unique())
+    table.columns = [f"p = {degree:g}" for degree in table.columns]
+    return table.fillna("").rename_axis(None)
+
+
+def threshold_scores(grid, thresholds=(0.25, 0.5, 0.75, 0.9, 0.99), single_component: bool = True) -> pd.DataFrame:
+    """MASC's best hidden layer at each ``variance_threshold`` (and with one component per class).
+
+    Returns
+    -------
+    DataFrame
+        :func:`best_layer_scores` rows with a column ``subspaces`` (the threshold, or
+        ``"1 component"``), plus, per degree and fitting labels, rows with ``subspaces`` equal
+        to ``"chosen on validation"``: the (threshold, layer) pair with the best mean validation
+        accuracy, scored on the holdout.
+    """
+    settings = [(f"{t:g}", {"variance_threshold": t}) for t in thresholds]
+    if single_component:
+        settings.append(("1 component", {"max_components": 1}))
+    hidden = hidden_layers(grid[0])
+    frames = []
+    for name, params in settings:
+        decoding = pd.concat([layerwise_evaluation(r, layers=hidden, **params) for r in grid], ignore_index=True)
+        frames.append(decoding.assign(subspaces=name))
+    every = pd.concat(frames, ignore_index=True)
+    per_setting = pd.concat([best_layer_scores(frame).assign(subspaces=frame.subspaces.iloc[0]) for frame in frames], ignore_index=True)
+    joint = best_layer_scores(every.assign(layer=every.layer + " @ " + every.subspaces))
+    joint = joint[joint.selection == "validated"].assign(subspaces="chosen on validation")
+    return pd.concat([per_setting, joint], ignore_index=True)
 
 
 def geometry_table(run_: Run, layers=None, fit_labels: str = "true", variance_threshold: float = 0.99) -> pd.DataFrame:

@@ -31,7 +31,7 @@ def check_variance_threshold(variance_threshold) -> float:
     return float(t)
 
 
-def _class_subspace(x: torch.Tensor, variance_threshold: float):
+def _class_subspace(x: torch.Tensor, variance_threshold: float, max_components: int | None = None):
     """Uncentred PCA of one class's points ``x`` (n_c, d), in float64.
 
     Returns the eigenvalue ratios, the number ``k`` of kept components, and the rows spanning
@@ -48,7 +48,7 @@ def _class_subspace(x: torch.Tensor, variance_threshold: float):
         return eigenvalues[:0], 0, x.new_zeros(0, d), False
     ratio = eigenvalues / total
     rank = int((eigenvalues > eigenvalues[0] * max(n, d) * torch.finfo(x.dtype).eps).sum())
-    k = min(int((ratio.cumsum(0) <= variance_threshold).sum()) + 1, rank)
+    k = min(int((ratio.cumsum(0) <= variance_threshold).sum()) + 1, rank, max_components or d)
     if small:  # right singular vectors from the left ones: v_j = x^T u_j / sqrt(lambda_j)
         return ratio[:k], k, (x.T @ vectors[:, :k] / eigenvalues[:k].sqrt()).T, False
     if k > d / 2:
@@ -82,6 +82,8 @@ class MASC(ClassifierMixin, BaseEstimator):
         Share of each class's uncentred variance its subspace must hold; ``k_c`` is the number
         of components whose cumulative ratio is at most this, plus one (never more than the
         rank).
+    max_components : int, default=None
+        Upper bound on ``k_c`` (``1``: each class is its leading direction); ``None``: no bound.
     batch_size : int, default=None
         Points per chunk when computing angles; ``None`` chooses it from a budget of 8 MiB of
         float32 per chunk on the CPU (cache-sized) and 256 MiB on a GPU.
@@ -97,7 +99,9 @@ class MASC(ClassifierMixin, BaseEstimator):
     n_components_ : ndarray of shape (n_classes,)
         Subspace dimension ``k_c`` of each class.
     components_ : list of ndarray of shape (k_c, n_features)
-        Orthonormal basis of each class subspace, rows in order of decreasing variance.
+        Orthonormal basis of each class subspace, rows in order of decreasing variance (for a
+        class kept as its orthogonal complement, ``k_c > d / 2``, an orthonormal basis of the
+        same subspace in no particular order).
     explained_variance_ratio_ : list of ndarray of shape (k_c,)
         Share of the class's uncentred variance along each kept component.
     n_features_in_ : int
@@ -130,16 +134,18 @@ class MASC(ClassifierMixin, BaseEstimator):
     array([[27.7, 64.6]])
     """
 
-    def __init__(self, variance_threshold: float = 0.99, batch_size: int | None = None, device=None):
+    def __init__(self, variance_threshold: float = 0.99, max_components: int | None = None, batch_size: int | None = None, device=None):
         self.variance_threshold = variance_threshold
+        self.max_components = max_components
         self.batch_size = batch_size
         self.device = device
 
     def _check_params(self):
         check_variance_threshold(self.variance_threshold)
-        b = self.batch_size
-        if b is not None and (isinstance(b, bool) or not isinstance(b, Integral) or b < 1):
-            raise ValueError(f"batch_size must be None or an integer >= 1, got {b!r}.")
+        for name in ("max_components", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, Integral) or value < 1):
+                raise ValueError(f"{name} must be None or an integer >= 1, got {value!r}.")
 
     def _validate_X(self, X, y=None, reset=False):
         """Numpy input through scikit-learn's checks; torch tensors checked in place (no copy)."""
@@ -195,7 +201,7 @@ class MASC(ClassifierMixin, BaseEstimator):
         class_points = class_points.split(np.bincount(encoded, minlength=len(self.classes_)).tolist())
         ratios, ks, rows, complements = [], [], [], []
         for points in class_points:
-            ratio, k, span, complement = _class_subspace(points, float(self.variance_threshold))
+            ratio, k, span, complement = _class_subspace(points, float(self.variance_threshold), self.max_components)
             ratios.append(ratio)
             ks.append(k)
             rows.append(span)

@@ -13,6 +13,8 @@ import seaborn as sns
 
 __all__ = [
     "ACCURACY_LABELS",
+    "PROBE_NAMES",
+    "baselines",
     "decoding_by_layer",
     "final_accuracies",
     "label_matrix",
@@ -20,6 +22,7 @@ __all__ = [
     "layer_geometry",
     "layer_widths",
     "probe_comparison",
+    "threshold_sweep",
     "training_curves",
     "wrong_fraction",
 ]
@@ -32,6 +35,19 @@ ACCURACY_LABELS = {
     "test_accuracy": "test set",
 }
 """Legend names of the history's accuracy columns."""
+
+PROBE_NAMES = {
+    "masc": "MASC",
+    "nearest_mean": "nearest class mean",
+    "knn": "5 nearest neighbours",
+    "logistic": "logistic regression",
+    "lda": "LDA (shrinkage)",
+    "qda": "QDA (regularized)",
+}
+"""Legend names of the probes."""
+
+SPREAD = "sd"
+"""Error bars and bands over seeds: one standard deviation (deterministic, unlike a bootstrap)."""
 
 sns.set_theme(context="notebook", style="whitegrid")
 
@@ -91,10 +107,13 @@ def training_curves(history: pd.DataFrame, columns=None):
         col_wrap=min(3, history["corruption_degree"].nunique()),
         height=3,
         aspect=1.15,
+        errorbar=SPREAD,
         facet_kws={"sharex": False},
     )
     grid.set_titles("p = {col_name}")
     grid.set(ylim=(0, 1.02))
+    for ax in grid.axes.flat:
+        ax.xaxis.get_major_locator().set_params(integer=True)
     return grid.figure
 
 
@@ -108,7 +127,7 @@ def final_accuracies(summary: pd.DataFrame, ax=None):
         id_vars=["corruption_degree", "seed"], value_vars=["train_accuracy", "test_accuracy"], var_name="set", value_name="accuracy"
     )
     long["set"] = long["set"].map({"train_accuracy": "training (given labels)", "test_accuracy": "test"})
-    sns.lineplot(long, x="corruption_degree", y="accuracy", hue="set", marker="o", ax=ax)
+    sns.lineplot(long, x="corruption_degree", y="accuracy", hue="set", marker="o", errorbar=SPREAD, ax=ax)
     ax.set(xlabel="corruption degree p", ylabel="accuracy", ylim=(0, 1.02))
     return ax
 
@@ -154,7 +173,8 @@ def layer_geometry(geometry: pd.DataFrame):
     """Subspace dimension share, participation ratio and class overlap per layer and degree.
 
     ``geometry`` is :func:`memnotebooks.evaluation.geometry_table`'s output for several runs
-    (one row per run, layer and class); lines are class means with their 95 % intervals.
+    (one row per run, layer and class); lines are means over classes (and seeds), bands one
+    standard deviation.
     """
     measures = {
         "k_fraction": "subspace dimension k / d",
@@ -165,7 +185,7 @@ def layer_geometry(geometry: pd.DataFrame):
     for ax, (column, label) in zip(axes, measures.items()):
         sns.lineplot(
             _in_layer_order(geometry), x="layer", y=column, hue="corruption_degree", marker="o",
-            palette="flare", ax=ax, legend=ax is axes[-1], sort=False,
+            palette="flare", ax=ax, legend=ax is axes[-1], sort=False, errorbar=SPREAD,
         )
         ax.set(ylabel=label)
     axes[-1].legend(title="p", loc="best")
@@ -184,7 +204,7 @@ def decoding_by_layer(evaluation: pd.DataFrame, summary: pd.DataFrame):
     degrees = sorted(test.corruption_degree.unique())
     grid = sns.relplot(
         test, x="layer", y="accuracy", hue="subspaces", col="corruption_degree", col_order=degrees,
-        kind="line", marker="o", height=3, aspect=1.1, col_wrap=min(3, len(degrees)),
+        kind="line", marker="o", height=3, aspect=1.1, col_wrap=min(3, len(degrees)), errorbar=SPREAD,
         hue_order=["MASC, corrupted labels", "MASC, true labels"], facet_kws={"sharex": False}, sort=False,
     )
     model_accuracy = summary.groupby("corruption_degree")["test_accuracy"].mean()
@@ -200,9 +220,46 @@ def decoding_by_layer(evaluation: pd.DataFrame, summary: pd.DataFrame):
 def probe_comparison(evaluation: pd.DataFrame, ax=None):
     """Test accuracy per layer of every probe in ``evaluation`` (one run's, or averaged over seeds)."""
     ax = _axes(ax, (7, 3.8))
-    test = _in_layer_order(evaluation[evaluation.split == "test"])
+    test = _in_layer_order(evaluation[evaluation.split == "test"]).assign(probe=lambda t: t.probe.map(PROBE_NAMES))
     style = "fit_labels" if test.fit_labels.nunique() > 1 else None
-    sns.lineplot(test, x="layer", y="accuracy", hue="probe", style=style, marker="o", ax=ax, sort=False)
+    sns.lineplot(test, x="layer", y="accuracy", hue="probe", style=style, marker="o", ax=ax, sort=False, errorbar=SPREAD)
     ax.set(ylabel="test accuracy", ylim=(0, 1.02))
-    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), fontsize="small", title="probe")
     return ax
+
+
+def baselines(scores: pd.DataFrame, baselines=None, ax=None):
+    """Accuracy of each baseline against the corruption degree, mean and spread over seeds.
+
+    ``scores`` is :func:`memnotebooks.evaluation.baseline_scores`' output; ``baselines`` picks
+    and orders the lines (default all).
+    """
+    ax = _axes(ax, (7.5, 4.2))
+    order = list(baselines or scores.baseline.unique())
+    sns.lineplot(
+        scores[scores.baseline.isin(order)], x="corruption_degree", y="accuracy", hue="baseline", hue_order=order,
+        style="baseline", style_order=order, markers=True, dashes=False, errorbar=SPREAD, err_style="bars", ax=ax,
+    )
+    ax.set(xlabel="corruption degree p", ylabel="test accuracy", ylim=(0, 1.02), xticks=sorted(scores.corruption_degree.unique()))
+    sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, fontsize="small", title=None, frameon=False)
+    return ax
+
+
+def threshold_sweep(scores: pd.DataFrame):
+    """MASC's best-hidden-layer accuracy (validated) against its subspace setting, per degree.
+
+    ``scores`` is :func:`memnotebooks.evaluation.threshold_scores`' output; one panel per set of
+    fitting labels.
+    """
+    validated = scores[(scores.selection == "validated") & (scores.subspaces != "chosen on validation")]
+    order = list(dict.fromkeys(validated.subspaces))
+    grid = sns.relplot(
+        validated, x="subspaces", y="accuracy", hue="corruption_degree", col="fit_labels", col_order=["corrupted", "true"],
+        kind="line", marker="o", palette="flare", errorbar=SPREAD, height=3.2, aspect=1.1, sort=False,
+    )
+    grid.set_titles("subspaces from {col_name} labels")
+    grid.set(ylim=(0, 1.02), xlabel="variance threshold t", ylabel="test accuracy (holdout)")
+    for ax in grid.axes.flat:
+        ax.set_xticks(range(len(order)), [name.replace(" component", "\ncomponent") for name in order])
+    grid.legend.set_title("p")
+    return grid.figure

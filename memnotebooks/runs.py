@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from .corruption import MODES, check_degree, corrupt_labels, corrupted_points, randomize_inputs
-from .data import DATASETS, Dataset, default_root, load_dataset
+from .data import DATASETS, Dataset, default_root, load_dataset, validation_split
 from .devices import resolve_device
 from .models import MODELS, build_model
 from .store import StaleArtifactError, atomic_write, default_artifacts_dir, normalize, recipe_key
@@ -57,6 +57,7 @@ __all__ = [
     "run_grid",
     "run_path",
     "summary_table",
+    "test_parts",
     "training_data",
 ]
 
@@ -198,13 +199,21 @@ class Run:
         true, given = self.dataset.y_train.numpy(), self.train_labels.numpy()
         return corrupted_points(true, given, self.corruption_mask, self.config.corruption_mode)
 
-    def fit_labels(self, which: str) -> np.ndarray:
-        """The training labels a probe is fitted on: ``"corrupted"`` (trained on) or ``"true"``."""
-        if which == "corrupted":
-            return self.train_labels.numpy()
+    def fit_labels(self, which: str, corruption_degree: float | None = None) -> np.ndarray:
+        """The training labels a probe is fitted on: ``"corrupted"`` or ``"true"``.
+
+        ``"corrupted"`` are the labels the network was trained on or, with ``corruption_degree``,
+        the labels corrupted to that degree with the run's seed and mode (the labels the run of
+        that degree was trained on).
+        """
+        if which not in FIT_LABELS:
+            raise ValueError(f"Unknown fit_labels {which!r}; choose from: {', '.join(FIT_LABELS)}.")
         if which == "true":
             return self.dataset.y_train.numpy()
-        raise ValueError(f"Unknown fit_labels {which!r}; choose from: {', '.join(FIT_LABELS)}.")
+        if corruption_degree is None:
+            return self.train_labels.numpy()
+        c = self.config
+        return corrupt_labels(self.dataset.y_train, corruption_degree, self.dataset.n_classes, seed=c.seed, mode=c.corruption_mode).labels
 
     def checkpoint(self, epoch: int) -> nn.Module:
         """A copy of the model with the weights it had at ``epoch`` (one of ``checkpoint_epochs``)."""
@@ -257,6 +266,14 @@ def build_run_model(config: RunConfig, dataset: Dataset) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         return build_model(config.model, dataset.input_shape, dataset.n_classes)
+
+
+def test_parts(dataset: Dataset) -> dict:
+    """The parts of the test set a run also scores after every epoch: its validation and holdout
+    parts (:func:`memnotebooks.data.validation_split`), so that an epoch can be chosen on one and
+    scored on the other (the early-stopped network)."""
+    validation = torch.from_numpy(validation_split(dataset.y_test.numpy()))
+    return {"test_validation": ("test", validation), "test_holdout": ("test", ~validation)}
 
 
 def run_path(config: RunConfig, artifacts_dir=None) -> Path:
@@ -349,6 +366,7 @@ def run(
             y_true=dataset.y_train,
             corrupted=torch.from_numpy(corrupted_points(dataset.y_train.numpy(), labels.numpy(), mask, config.corruption_mode)),
             evaluation_sets={"test": (dataset.x_test, dataset.y_test)},
+            evaluation_parts=test_parts(dataset),
             stop=StopAtTarget(config.target_accuracy),
             optimizer=config.optimizer,
             learning_rate=config.learning_rate,

@@ -43,7 +43,7 @@ __all__ = [
     "recipe_key",
 ]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 """Hashed into every key. Bump it when a change to the code changes what a cached result holds."""
 
 

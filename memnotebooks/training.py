@@ -278,6 +278,7 @@ def train(
     y_true: torch.Tensor | None = None,
     corrupted: torch.Tensor | None = None,
     evaluation_sets: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    evaluation_parts: Mapping[str, tuple[str, torch.Tensor]] | None = None,
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     stop: Callable[[Sequence[Mapping]], bool] | None = None,
     keep_best: str | None = None,
@@ -308,6 +309,9 @@ def train(
         (:func:`memnotebooks.corruption.wrong_labels`).
     evaluation_sets : dict of str to (x, y), optional
         Sets scored after every epoch, as history columns ``<name>_accuracy`` (e.g. ``"test"``).
+    evaluation_parts : dict of str to (set name, mask), optional
+        Parts of an evaluation set, scored from the same predictions (no extra forward pass),
+        e.g. ``{"test_validation": ("test", mask)}`` with a boolean mask over that set.
     loss : callable, optional
         ``loss(logits, labels)`` to a scalar tensor; default cross-entropy.
     stop : callable, optional
@@ -348,6 +352,10 @@ def train(
     y_true = y_given if y_true is None else y_true.to(device)
     corrupted = wrong_labels(y_true, y_given) if corrupted is None else torch.as_tensor(corrupted).to(device, torch.bool)
     evaluation_sets = {name: (x.to(device), y.to(device)) for name, (x, y) in (evaluation_sets or {}).items()}
+    evaluation_parts = {name: (whole, torch.as_tensor(mask).to(device)) for name, (whole, mask) in (evaluation_parts or {}).items()}
+    unknown = sorted({whole for whole, _ in evaluation_parts.values()} - set(evaluation_sets))
+    if unknown:
+        raise ValueError(f"evaluation_parts name unknown evaluation set(s) {unknown}; the sets are: {sorted(evaluation_sets)}.")
     opt = make_optimizer(optimizer, model.parameters(), learning_rate, momentum, device)
     loss = nn.CrossEntropyLoss() if loss is None else loss
     checkpoint_epochs = set(checkpoint_epochs)
@@ -356,6 +364,9 @@ def train(
     def record(epoch, epoch_loss, train_predictions):
         nonlocal best_state
         evaluations = {name: (predict(model, x, eval_batch_size), y) for name, (x, y) in evaluation_sets.items()}
+        for name, (whole, mask) in evaluation_parts.items():
+            predictions, labels = evaluations[whole]
+            evaluations[name] = (predictions[mask], labels[mask])
         row = history_row(epoch, epoch_loss, train_predictions, y_given, y_true, corrupted, evaluations)
         row["seconds"] = time.perf_counter() - start
         rows.append(row)

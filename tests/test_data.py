@@ -9,7 +9,7 @@ from PIL import Image
 from torchvision import datasets as tv_datasets
 from torchvision import transforms
 
-from memnotebooks.data import DATASETS, DEBIAN_FASHION_MNIST, DatasetNotFoundError, load_dataset
+from memnotebooks.data import DATASETS, DEBIAN_FASHION_MNIST, DatasetNotFoundError, load_dataset, validation_split
 
 TO_TENSOR_NORMALIZED = transforms.Compose([transforms.ToTensor(), transforms.Normalize(0.5, 0.5)])
 
@@ -159,3 +159,10 @@ def test_tiny_imagenet_reads_its_folders(tmp_path):
     assert data.y_train.tolist() == [0, 0, 0, 1, 1, 1] and data.y_test.tolist() == [1, 0]
     assert data.classes == ("goldfish, Carassius auratus", "European fire salamander")
     assert abs(float(data.x_train[4].mean()) - (50 / 127.5 - 1)) < 0.02
+
+
+def test_validation_split_is_stratified_and_fixed():
+    y = np.repeat(np.arange(10), 50)
+    mask = validation_split(y)
+    assert mask.sum() == 100 and np.all(np.bincount(y[mask]) == 10)
+    np.testing.assert_array_equal(mask, validation_split(y))

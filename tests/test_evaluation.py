@@ -75,7 +75,7 @@ def test_layerwise_evaluation_with_another_variance_threshold(memorized_runs):
     assert default.set_index(["split", "target"]).accuracy["test", "true"] == pytest.approx(accuracy[0.99])
 
 
-def test_best_layers_and_headline(memorized_runs):
+def test_best_layers(memorized_runs):
     decoding = pd.concat([evaluation.layerwise_evaluation(r) for r in memorized_runs])
     best = evaluation.best_layers(decoding)
     assert len(best) == 4  # 2 degrees x 2 label sets
@@ -86,9 +86,67 @@ def test_best_layers_and_headline(memorized_runs):
         validation = decoding[(decoding.split == "test_validation") & (decoding.corruption_degree == row.corruption_degree)
                               & (decoding.fit_labels == row.fit_labels)]
         assert row.validated_layer == validation.loc[validation.accuracy.idxmax(), "layer"]
-    headline = evaluation.headline_table(decoding, runs.summary_table(memorized_runs))
-    assert list(headline.corruption_degree) == [0.0, 0.6]
-    assert {"model_test", "masc_corrupted", "masc_true_validated", "masc_true_validated_layer"} <= set(headline.columns)
+    hidden = evaluation.best_layers(decoding, layers=evaluation.hidden_layers(memorized_runs[0]))
+    assert "input" not in set(hidden.paper_layer) | set(hidden.validated_layer)
+
+
+def test_network_scores_choose_the_epoch_two_ways():
+    history = pd.DataFrame({
+        "dataset": "digits", "model": "mlp", "corruption_degree": 0.4, "seed": 0, "epoch": [0, 1, 2, 3],
+        "test_accuracy": [0.1, 0.8, 0.9, 0.7], "test_validation_accuracy": [0.1, 0.95, 0.85, 0.7],
+        "test_holdout_accuracy": [0.1, 0.75, 0.92, 0.7],
+    })
+    scores = evaluation.network_scores(history).set_index("baseline")
+    assert scores.loc["network, final", ["epoch", "accuracy"]].tolist() == [3, 0.7]
+    assert scores.loc["network, early-stopped (validated)", ["epoch", "accuracy"]].tolist() == [1, 0.75]
+    assert scores.loc["network, peak (test-selected)", ["epoch", "accuracy"]].tolist() == [2, 0.9]
+
+
+def test_headline_table_is_mean_and_std_over_seeds():
+    scores = pd.DataFrame({"baseline": ["b", "b", "a", "a", "a"], "corruption_degree": [0.4, 0.4, 0.4, 0.4, 0.8],
+                           "seed": [0, 1, 0, 1, 0], "accuracy": [0.5, 0.6, 0.9, 0.7, 0.3]})
+    table = evaluation.headline_table(scores)
+    assert table.index.tolist() == ["b", "a"] and table.columns.tolist() == ["p = 0.4", "p = 0.8"]
+    assert table.loc["b", "p = 0.4"] == "0.550 ± 0.071" and table.loc["a", "p = 0.8"] == "0.300"
+    assert table.loc["b", "p = 0.8"] == ""
+
+
+def test_the_control_fits_the_labels_of_another_degree(memorized_runs):
+    generalized, memorized = memorized_runs
+    np.testing.assert_array_equal(generalized.fit_labels("corrupted", 0.6), memorized.train_labels.numpy())
+    control = evaluation.layerwise_evaluation(generalized, layers=["fc1"], fit_labels="corrupted", fit_corruption_degree=0.6)
+    own = evaluation.layerwise_evaluation(generalized, layers=["fc1"], fit_labels="corrupted")
+    assert (control.fit_corruption_degree == 0.6).all() and (own.fit_corruption_degree == 0.0).all()
+    train, test = (extract_activations(generalized.model, x, ["fc1"])["fc1"] for x in (generalized.dataset.x_train, generalized.dataset.x_test))
+    expected = MASC().fit(train, memorized.train_labels).score(test, generalized.dataset.y_test)
+    assert control.set_index(["split", "target"]).accuracy["test", "true"] == pytest.approx(expected)
+
+
+def test_baseline_scores(memorized_runs, tmp_path):
+    cache = memorized_runs[0].path.parent
+    scores = evaluation.baseline_scores(memorized_runs, probes=["nearest_mean", "lda"], artifacts_dir=cache, device="cpu", progress=False)
+    assert scores.accuracy.between(0, 1).all()
+    found = scores.groupby("baseline").corruption_degree.unique().map(sorted).to_dict()
+    assert found.pop("MASC, generalized network, corrupted labels (validated)") == [0.6]  # the control needs p > 0
+    assert len(found) == 10 and all(degrees == [0.0, 0.6] for degrees in found.values())
+    masc = scores[scores.baseline.str.startswith("MASC, best hidden layer")]
+    assert "input" not in set(masc.layer)
+    assert set(scores[scores.baseline.str.startswith("best other probe")].layer) <= {"nearest_mean", "lda"}
+    # The untrained networks are runs of 0 epochs, cached beside the trained ones.
+    untrained = evaluation.untrained_runs(memorized_runs, artifacts_dir=cache, device="cpu", progress=False)
+    assert [r.summary["epochs"] for r in untrained] == [0, 0]
+
+
+def test_threshold_scores(memorized_runs):
+    scores = evaluation.threshold_scores(memorized_runs, thresholds=(0.5, 0.99))
+    assert list(dict.fromkeys(scores.subspaces)) == ["0.5", "0.99", "1 component", "chosen on validation"]
+    single = scores[(scores.subspaces == "1 component") & (scores.selection == "validated") & (scores.fit_labels == "true")]
+    direct = evaluation.layerwise_evaluation(memorized_runs[1], layers=evaluation.hidden_layers(memorized_runs[1]), fit_labels="true", max_components=1)
+    chosen = single[single.corruption_degree == 0.6].iloc[0]
+    holdout = direct[(direct.layer == chosen.layer) & (direct.split == "test_holdout")].accuracy.iloc[0]
+    assert chosen.accuracy == holdout
+    joint = scores[scores.subspaces == "chosen on validation"]
+    assert (joint.selection == "validated").all() and joint.layer.str.contains(" @ ").all()
 
 
 def test_best_layers_of_a_probe_that_is_never_well_posed_are_nan(memorized_runs):
@@ -99,13 +157,6 @@ def test_best_layers_of_a_probe_that_is_never_well_posed_are_nan(memorized_runs)
     best = evaluation.best_layers(decoding).set_index("probe")
     assert np.isnan(best.loc["qda", "paper_accuracy"]) and pd.isna(best.loc["qda", "validated_layer"])
     assert best.loc["masc", "paper_accuracy"] > 0
-
-
-def test_validation_split_is_stratified_and_fixed():
-    y = np.repeat(np.arange(10), 50)
-    mask = evaluation.validation_split(y)
-    assert mask.sum() == 100 and np.all(np.bincount(y[mask]) == 10)
-    np.testing.assert_array_equal(mask, evaluation.validation_split(y))
 
 
 def test_geometry_table_and_bad_names(memorized_runs):

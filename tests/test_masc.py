@@ -156,9 +156,21 @@ def test_variance_threshold_outside_unit_interval(threshold):
         MASC(variance_threshold=threshold).fit(np.eye(2), [0, 1])
 
 
+def test_max_components_caps_every_class_subspace():
+    X, y = published.synthetic_relu_activations(900, 30, n_classes=3, rank=6, seed=6)
+    free, capped = MASC().fit(X, y), MASC(max_components=1).fit(X, y)
+    assert np.all(free.n_components_ > 1) and np.all(capped.n_components_ == 1)
+    # One component is each class's leading uncentred direction, which lies in the free subspace.
+    for a, b in zip(free.components_, capped.components_):
+        assert np.linalg.norm(a @ b[0]) == pytest.approx(1.0)
+    np.testing.assert_allclose([r[0] for r in capped.explained_variance_ratio_], [r[0] for r in free.explained_variance_ratio_])
+    with pytest.raises(ValueError, match="max_components must be None or an integer >= 1, got 0"):
+        MASC(max_components=0).fit(X, y)
+
+
 def test_get_params_and_score():
     clf = MASC(variance_threshold=0.9, batch_size=64)
-    assert clf.get_params() == {"variance_threshold": 0.9, "batch_size": 64, "device": None}
+    assert clf.get_params() == {"variance_threshold": 0.9, "max_components": None, "batch_size": 64, "device": None}
     X, y = published.synthetic_relu_activations(1000, 30, seed=5)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

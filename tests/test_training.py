@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -78,6 +79,17 @@ def test_early_stopping_keeps_the_best_epoch_on_the_validation_set():
         fit(corrupted(0.8), model="mlp", max_epochs=1, keep_best="holdout_accuracy")
     with pytest.raises(ValueError, match="patience must be an integer >= 1, got 0"):
         EarlyStopping(patience=0)
+
+
+def test_parts_of_an_evaluation_set_are_scored_from_its_predictions():
+    mask = torch.arange(len(DIGITS.y_test)) % 3 == 0
+    parts = {"first": ("test", mask), "rest": ("test", ~mask)}
+    _, result = fit(DIGITS.y_train, model="mlp", max_epochs=2, evaluation_parts=parts)
+    history = result.history
+    combined = (history.first_accuracy * int(mask.sum()) + history.rest_accuracy * int((~mask).sum())) / len(mask)
+    np.testing.assert_allclose(combined, history.test_accuracy, atol=1e-6)
+    with pytest.raises(ValueError, match=r"unknown evaluation set\(s\) \['holdout'\]; the sets are: \['test'\]"):
+        fit(DIGITS.y_train, model="mlp", max_epochs=1, evaluation_parts={"x": ("holdout", mask)})
 
 
 def test_the_loss_is_an_argument():
