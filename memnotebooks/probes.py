@@ -21,6 +21,8 @@ by MASC and by the classifiers it is compared with in the same way:
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pandas as pd
 import torch
@@ -31,6 +33,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .masc import MASC
+from .store import normalize
 
 __all__ = ["PROBES", "fit_probe", "is_well_posed", "make_probe", "probe_accuracies", "probe_recipe"]
 
@@ -56,16 +59,31 @@ def make_probe(name: str, **params):
 
 
 def probe_recipe(name: str, **params) -> dict:
-    """What determines probe ``name``'s predictions, for a cache key: every plain parameter of
-    the estimator (nested ones included, e.g. a pipeline's steps), except execution settings
-    such as ``device`` or ``n_jobs``."""
-    settings = make_probe(name, **params).get_params(deep=True)
+    """What determines probe ``name``'s predictions, for a cache key: the plain parameters of the
+    estimator (nested ones included, e.g. a pipeline's steps) that differ from their defaults in
+    the estimators' signatures, except execution settings such as ``device`` or ``n_jobs``. A new
+    estimator parameter with a default therefore keeps existing keys."""
+    probe = make_probe(name, **params)
+    defaults = _signature_defaults(probe)
     plain = {
         key: value
-        for key, value in settings.items()
-        if isinstance(value, (str, int, float, bool, type(None))) and key.rpartition("__")[2] not in _EXECUTION_PARAMS
+        for key, value in probe.get_params(deep=True).items()
+        if isinstance(value, (str, int, float, bool, type(None)))
+        and key.rpartition("__")[2] not in _EXECUTION_PARAMS
+        and not (key in defaults and normalize(defaults[key]) == normalize(value))
     }
     return {"probe": name, "params": plain}
+
+
+def _signature_defaults(estimator) -> dict:
+    """Default values of an estimator's parameters, and of its nested estimators' (``step__name``)."""
+    nested = {"": estimator, **{f"{key}__": value for key, value in estimator.get_params(deep=True).items() if hasattr(value, "get_params")}}
+    defaults = {}
+    for prefix, part in nested.items():
+        for parameter in inspect.signature(type(part).__init__).parameters.values():
+            if parameter.default is not parameter.empty:
+                defaults[prefix + parameter.name] = parameter.default
+    return defaults
 
 
 def is_well_posed(name: str, X, y) -> bool:

@@ -32,7 +32,9 @@ def test_qda_only_where_every_class_has_more_points_than_features():
 
 
 def test_probe_recipes_name_what_changes_predictions_only():
-    assert probe_recipe("masc") == {"probe": "masc", "params": {"variance_threshold": 0.99}}
+    # Parameters at their defaults are left out, so a new parameter with a default keeps the key.
+    assert probe_recipe("masc") == {"probe": "masc", "params": {}}
+    assert probe_recipe("masc", variance_threshold=0.5) == {"probe": "masc", "params": {"variance_threshold": 0.5}}
     assert probe_recipe("masc", device="cpu", batch_size=64) == probe_recipe("masc")
     assert probe_recipe("logistic")["params"]["logisticregression__max_iter"] == 300
     assert probe_recipe("knn") != probe_recipe("knn", n_neighbors=3)
