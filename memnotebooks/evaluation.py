@@ -37,10 +37,12 @@ __all__ = [
     "best_layers",
     "evaluate_layer",
     "evaluation_sets",
+    "geometry_summary",
     "geometry_table",
     "headline_table",
     "hidden_layers",
     "layerwise_evaluation",
+    "mean_std_table",
     "network_scores",
     "threshold_scores",
     "untrained_runs",
@@ -312,15 +314,19 @@ def baseline_scores(
 ) -> pd.DataFrame:
     """The headline and the baselines it needs, per run (seed) and degree.
 
-    - the network itself (:func:`network_scores`);
-    - MASC at the best hidden layer, with corrupted and with true subspaces, test-selected and
-      validated (:func:`best_layer_scores`);
-    - on the raw input: MASC (test set), and the best other probe, chosen on the validation part
-      and scored on the holdout (both fitted on the corrupted labels);
-    - MASC on the untrained network (:func:`untrained_runs`), best hidden layer, validated;
-    - the paper's control: MASC on the generalized network of the same seed (degree 0, which
-      must be in ``grid``) with subspaces fitted on the labels corrupted at each degree, best
-      hidden layer, validated.
+    Rows (``baseline``; ``corrupted``/``true``: the labels the probe is fitted on):
+
+    - ``network, ...``: the network itself (:func:`network_scores`);
+    - ``MASC, hidden, ...``: MASC at the best hidden layer, with corrupted and with true
+      subspaces, test-selected and validated (:func:`best_layer_scores`);
+    - ``MASC, input, corrupted``: MASC on the raw input (test set), and ``best probe, input,
+      corrupted (validated)``: the best other probe on it, chosen on the validation part and
+      scored on the holdout;
+    - ``MASC, untrained, ...``: MASC on the untrained network (:func:`untrained_runs`), best
+      hidden layer, validated;
+    - ``MASC, generalized, ...``: the paper's control, MASC on the generalized network of the
+      same seed (degree 0, which must be in ``grid``) with subspaces fitted on the labels
+      corrupted at each degree, best hidden layer, validated.
 
     Returns
     -------
@@ -333,21 +339,21 @@ def baseline_scores(
     decoding = pd.concat([layerwise_evaluation(r, variance_threshold=variance_threshold) for r in grid], ignore_index=True)
     hidden = hidden_layers(grid[0])
     frames = [network_scores(history_table(grid)).assign(layer=lambda t: "epoch " + t.epoch.astype(str)).drop(columns="epoch")]
-    best = best_layer_scores(decoding, hidden)
-    frames.append(best.assign(baseline="MASC, best hidden layer, " + best.fit_labels + " labels (" + best.selection + ")"))
+    best = best_layer_scores(decoding, hidden).sort_values(["fit_labels", "selection"], kind="stable")
+    frames.append(best.assign(baseline="MASC, hidden, " + best.fit_labels + " (" + best.selection + ")"))
     if "input" in grid[0].model.probe_layers:
         on_input = pd.concat(
             [layerwise_evaluation(r, probes=["masc", *probes], layers=["input"], fit_labels="corrupted", variance_threshold=variance_threshold) for r in grid],
             ignore_index=True,
         )
         masc = on_input[(on_input.probe == "masc") & (on_input.split == "test") & (on_input.target == "true")]
-        frames.append(masc.assign(baseline="MASC, input, corrupted labels"))
+        frames.append(masc.assign(baseline="MASC, input, corrupted"))
         others = on_input[on_input.probe != "masc"].assign(layer=lambda t: t.probe, probe="other")
         best_other = best_layer_scores(others)
-        frames.append(best_other[best_other.selection == "validated"].assign(baseline="best other probe, input, corrupted labels (validated)"))
+        frames.append(best_other[best_other.selection == "validated"].assign(baseline="best probe, input, corrupted (validated)"))
     untrained = pd.concat([layerwise_evaluation(r, fit_labels="corrupted", variance_threshold=variance_threshold) for r in untrained_runs(grid, **run_kwargs)])
     scores = best_layer_scores(untrained, hidden)
-    frames.append(scores[scores.selection == "validated"].assign(baseline="MASC, untrained network, corrupted labels (validated)"))
+    frames.append(scores[scores.selection == "validated"].assign(baseline="MASC, untrained, corrupted (validated)"))
     generalized = {r.config.seed: r for r in grid if r.config.corruption_degree == 0}
     degrees = sorted({r.config.corruption_degree for r in grid} - {0.0})
     if generalized and degrees:
@@ -360,8 +366,22 @@ def baseline_scores(
             ignore_index=True,
         )
         scores = best_layer_scores(control, hidden)
-        frames.append(scores[scores.selection == "validated"].assign(baseline="MASC, generalized network, corrupted labels (validated)"))
+        frames.append(scores[scores.selection == "validated"].assign(baseline="MASC, generalized, corrupted (validated)"))
     return pd.concat([frame[keys + ["baseline", "layer", "accuracy"]] for frame in frames], ignore_index=True)
+
+
+def mean_std_table(table: pd.DataFrame, row: str, value: str, digits: int = 3) -> pd.DataFrame:
+    """Mean ± std over seeds of ``value`` per ``row`` (in the order of first appearance) and
+    corruption degree (columns ``p = ...``), as text: ``"0.918 ± 0.012"``, or the mean alone
+    with one seed; empty where not measured."""
+    stats = table.groupby([row, "corruption_degree"], sort=False)[value].agg(["mean", "std", "count"])
+    cells = [
+        f"{m:.{digits}f}" if n < 2 else f"{m:.{digits}f} ± {s:.{digits}f}"
+        for m, s, n in zip(stats["mean"], stats["std"], stats["count"])
+    ]
+    wide = pd.Series(cells, index=stats.index).unstack("corruption_degree").reindex(table[row].unique())
+    wide.columns = [f"p = {degree:g}" for degree in wide.columns]
+    return wide.fillna("").rename_axis(None)
 
 
 def headline_table(scores: pd.DataFrame) -> pd.DataFrame:
@@ -376,13 +396,9 @@ def headline_table(scores: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     DataFrame of str
-        ``"0.918 ± 0.012"`` per cell (``"0.918"`` with one seed); empty where not measured.
+        See :func:`mean_std_table`.
     """
-    stats = scores.groupby(["baseline", "corruption_degree"], sort=False)["accuracy"].agg(["mean", "std", "count"])
-    cells = [f"{m:.3f}" if n < 2 else f"{m:.3f} ± {s:.3f}" for m, s, n in zip(stats["mean"], stats["std"], stats["count"])]
-    table = pd.Series(cells, index=stats.index).unstack("corruption_degree").reindex(scores.baseline.unique())
-    table.columns = [f"p = {degree:g}" for degree in table.columns]
-    return table.fillna("").rename_axis(None)
+    return mean_std_table(scores, "baseline", "accuracy")
 
 
 def threshold_scores(grid, thresholds=(0.25, 0.5, 0.75, 0.9, 0.99), single_component: bool = True) -> pd.DataFrame:
@@ -430,3 +446,22 @@ def geometry_table(run_: Run, layers=None, fit_labels: str = "true", variance_th
             )
         )
     return pd.concat(frames, ignore_index=True).assign(**config_columns(run_))
+
+
+GEOMETRY_MEASURES = {"k": "dimension k", "participation_ratio": "participation ratio", "mean_principal_angle": "mean angle (°)"}
+"""The measures :func:`geometry_summary` shows, and their names."""
+
+
+def geometry_summary(geometry: pd.DataFrame) -> pd.DataFrame:
+    """:func:`geometry_table` rows averaged over classes and seeds: a row per measure and degree,
+    a column per layer (in forward order).
+
+    Returns
+    -------
+    DataFrame
+        Index (``measure``, ``p``), columns the layers.
+    """
+    mean = geometry.groupby(["corruption_degree", "layer_index", "layer"])[list(GEOMETRY_MEASURES)].mean()
+    table = mean.rename(columns=GEOMETRY_MEASURES).rename_axis(columns="measure").stack().unstack(["layer_index", "layer"])
+    table = table.reorder_levels(["measure", "corruption_degree"]).sort_index(level=0, sort_remaining=False, key=lambda index: index.map(list(GEOMETRY_MEASURES.values()).index) if index.name == "measure" else index)
+    return table.droplevel("layer_index", axis=1).rename_axis(index=["measure", "p"], columns=None)

@@ -105,11 +105,12 @@ def training_curves(history: pd.DataFrame, columns=None):
         col="corruption_degree",
         kind="line",
         col_wrap=min(3, history["corruption_degree"].nunique()),
-        height=3,
-        aspect=1.15,
+        height=2.6,
+        aspect=1.1,
         errorbar=SPREAD,
         facet_kws={"sharex": False},
     )
+    sns.move_legend(grid, "upper center", bbox_to_anchor=(0.45, 0.0), ncol=2, title=None, frameon=False)
     grid.set_titles("p = {col_name}")
     grid.set(ylim=(0, 1.02))
     for ax in grid.axes.flat:
@@ -152,15 +153,16 @@ def layer_embeddings(points: pd.DataFrame):
         x="component_1",
         y="component_2",
         hue="label",
-        col="layer",
-        row="corruption_degree",
+        row="layer",
+        col="corruption_degree",
         palette="tab10",
         s=10,
         linewidth=0,
-        height=2.4,
+        height=2.1,
+        aspect=1.35,
         facet_kws={"sharex": False, "sharey": False},
     )
-    grid.set_titles("p = {row_name} · {col_name}")
+    grid.set_titles("{row_name} · p = {col_name}")
     grid.set(xticks=[], yticks=[], xlabel="PC 1", ylabel="PC 2")
     return grid.figure
 
@@ -181,14 +183,14 @@ def layer_geometry(geometry: pd.DataFrame):
         "participation_ratio": "participation ratio",
         "mean_principal_angle": "mean principal angle (°)",
     }
-    fig, axes = plt.subplots(1, len(measures), figsize=(13, 3.6), layout="constrained")
+    fig, axes = plt.subplots(len(measures), 1, figsize=(6.5, 7.5), layout="constrained", sharex=True)
     for ax, (column, label) in zip(axes, measures.items()):
         sns.lineplot(
             _in_layer_order(geometry), x="layer", y=column, hue="corruption_degree", marker="o",
             palette="flare", ax=ax, legend=ax is axes[-1], sort=False, errorbar=SPREAD,
         )
         ax.set(ylabel=label)
-    axes[-1].legend(title="p", loc="best")
+    axes[-1].legend(title="p", loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=6)
     return fig
 
 
@@ -204,7 +206,7 @@ def decoding_by_layer(evaluation: pd.DataFrame, summary: pd.DataFrame):
     degrees = sorted(test.corruption_degree.unique())
     grid = sns.relplot(
         test, x="layer", y="accuracy", hue="subspaces", col="corruption_degree", col_order=degrees,
-        kind="line", marker="o", height=3, aspect=1.1, col_wrap=min(3, len(degrees)), errorbar=SPREAD,
+        kind="line", marker="o", height=2.5, aspect=1.1, col_wrap=min(3, len(degrees)), errorbar=SPREAD,
         hue_order=["MASC, corrupted labels", "MASC, true labels"], facet_kws={"sharex": False}, sort=False,
     )
     model_accuracy = summary.groupby("corruption_degree")["test_accuracy"].mean()

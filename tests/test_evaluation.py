@@ -127,11 +127,15 @@ def test_baseline_scores(memorized_runs, tmp_path):
     scores = evaluation.baseline_scores(memorized_runs, probes=["nearest_mean", "lda"], artifacts_dir=cache, device="cpu", progress=False)
     assert scores.accuracy.between(0, 1).all()
     found = scores.groupby("baseline").corruption_degree.unique().map(sorted).to_dict()
-    assert found.pop("MASC, generalized network, corrupted labels (validated)") == [0.6]  # the control needs p > 0
+    assert found.pop("MASC, generalized, corrupted (validated)") == [0.6]  # the control needs p > 0
     assert len(found) == 10 and all(degrees == [0.0, 0.6] for degrees in found.values())
-    masc = scores[scores.baseline.str.startswith("MASC, best hidden layer")]
+    masc = scores[scores.baseline.str.startswith("MASC, hidden")]
     assert "input" not in set(masc.layer)
-    assert set(scores[scores.baseline.str.startswith("best other probe")].layer) <= {"nearest_mean", "lda"}
+    assert set(scores[scores.baseline.str.startswith("best probe")].layer) <= {"nearest_mean", "lda"}
+    assert list(dict.fromkeys(scores.baseline))[3:7] == [
+        "MASC, hidden, corrupted (test-selected)", "MASC, hidden, corrupted (validated)",
+        "MASC, hidden, true (test-selected)", "MASC, hidden, true (validated)",
+    ]
     # The untrained networks are runs of 0 epochs, cached beside the trained ones.
     untrained = evaluation.untrained_runs(memorized_runs, artifacts_dir=cache, device="cpu", progress=False)
     assert [r.summary["epochs"] for r in untrained] == [0, 0]

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -44,22 +45,87 @@ def test_parameters_reach_only_the_chapters_that_declare_them(monkeypatch, tmp_p
         book.execute_chapters(ROOT, tmp_path, {"seed": 1})
 
 
+def test_no_source_holds_a_control_character():
+    # e.g. "\b" in a non-raw string eats the backslash of \bar and renders as a box
+    control = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+    for path in sorted((ROOT / "book").glob("*.md")) + CHAPTERS:
+        text = path.read_text() if path.suffix == ".md" else "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
+        found = [repr(text[max(m.start() - 20, 0) : m.end() + 5]) for m in control.finditer(text)]
+        assert not found, f"{path.name}: control characters in {found}"
+
+
+@pytest.fixture(scope="module")
+def built_book(tmp_path_factory):
+    """Every chapter executed with its defaults by papermill, and the HTML book built from them."""
+    tmp_path = tmp_path_factory.mktemp("book")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEMNOTEBOOKS_ARTIFACTS", str(tmp_path / "artifacts"))
+        executed = book.execute_chapters(ROOT, tmp_path / "executed")
+    html = book.build_html(book.stage(ROOT, executed, tmp_path / "source"), tmp_path)
+    return tmp_path, executed, html
+
+
 @pytest.mark.notebooks
-def test_every_chapter_runs_with_papermill_and_the_book_builds(tmp_path, monkeypatch):
-    monkeypatch.setenv("MEMNOTEBOOKS_ARTIFACTS", str(tmp_path / "artifacts"))
-    executed = book.execute_chapters(ROOT, tmp_path / "executed")
+def test_every_chapter_runs_with_papermill_and_the_book_builds(built_book):
+    tmp_path, executed, html = built_book
     for notebook in executed:
         nb = nbformat.read(notebook, as_version=4)
         images = [o for cell in nb.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
         assert images, f"{notebook.name} drew no figure"
         errors = [o for cell in nb.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         assert not errors
-    # Later chapters reuse chapter 02's runs: the cache holds one run per distinct configuration,
-    # the union of the chapters' default degrees (02: 0, 0.4, 0.8; 05 adds 0.2 and 0.6).
+    # Later chapters reuse chapter 02's runs: the cache holds one trained run per distinct
+    # configuration, the union of the chapters' default degrees (02: 0, 0.4, 0.8; 05 adds 0.2
+    # and 0.6) for each seed, and chapter 05's untrained networks (0 epochs).
     configs = [json.loads(p.read_text()) for p in (tmp_path / "artifacts").glob("*/config.json")]
-    assert sorted(c["corruption_degree"] for c in configs) == [0.0, 0.2, 0.4, 0.6, 0.8]
-
-    html = book.build_html(book.stage(ROOT, executed, tmp_path / "source"), tmp_path)
+    trained = sorted((c["corruption_degree"], c["seed"]) for c in configs if c["max_epochs"] > 0)
+    assert trained == [(p, s) for p in (0, 0.2, 0.4, 0.6, 0.8) for s in (0, 1, 2)]
     for notebook in executed:
         page = (html / "book" / f"{notebook.stem}.html").read_text()
         assert page.count("<img") >= 2, f"{notebook.stem}.html shows no figures"
+
+
+CHROMIUM = shutil.which("chromium")
+
+PAGE_CHECKS = """() => {
+  const column = document.querySelector('article.bd-article');
+  const width = column.getBoundingClientRect().width;
+  const wide = [...column.querySelectorAll('table, img, figure')]
+    .map(e => [e.tagName, Math.round(e.getBoundingClientRect().width)])
+    .filter(([, w]) => w > width + 1);
+  const images = [...document.images].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0]);
+  const links = [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'));
+  const ids = [...document.querySelectorAll('[id]')].map(e => e.id);
+  return {width, wide, images, links, ids};
+}"""
+
+
+@pytest.mark.notebooks
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (.ci/run installs it)")
+def test_the_built_book_in_a_real_browser(built_book):
+    from playwright.sync_api import sync_playwright
+
+    _, _, html = built_book
+    pages = sorted(html.glob("book/*.html"))  # index.html only redirects to the intro
+    found, problems = {}, []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        for path in pages:
+            page.goto(path.as_uri(), wait_until="load")
+            found[path.resolve()] = page.evaluate(PAGE_CHECKS)
+        browser.close()
+    for path, checks in found.items():
+        name = path.relative_to(html.resolve())
+        problems += [f"{name}: image {src} not drawn" for src, drawn in checks["images"] if not drawn]
+        problems += [f"{name}: {tag} {w} px wide in a {checks['width']:.0f} px column" for tag, w in checks["wide"]]
+        for href in checks["links"]:
+            if re.match(r"[a-z]+:", href) or href == "#":
+                continue
+            target, _, anchor = href.partition("#")
+            target_path = (path.parent / target).resolve() if target else path
+            if not target_path.exists():
+                problems.append(f"{name}: link {href} to a missing file")
+            elif anchor and target_path in found and anchor not in found[target_path]["ids"]:
+                problems.append(f"{name}: link {href} to a missing anchor")
+    assert len(found) == len(pages) and not problems, "\n".join(problems)
