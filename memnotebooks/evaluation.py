@@ -372,11 +372,12 @@ def baseline_scores(
 
 def mean_std_table(table: pd.DataFrame, row: str, value: str, digits: int = 3) -> pd.DataFrame:
     """Mean ± std over seeds of ``value`` per ``row`` (in the order of first appearance) and
-    corruption degree (columns ``p = ...``), as text: ``"0.918 ± 0.012"``, or the mean alone
+    corruption degree (columns ``p = ...``), as text: ``"0.918 ± 0.012"`` (non-breaking
+    spaces around ``±``, so a cell does not wrap), or the mean alone
     with one seed; empty where not measured."""
     stats = table.groupby([row, "corruption_degree"], sort=False)[value].agg(["mean", "std", "count"])
     cells = [
-        f"{m:.{digits}f}" if n < 2 else f"{m:.{digits}f} ± {s:.{digits}f}"
+        f"{m:.{digits}f}" if n < 2 else f"{m:.{digits}f}\u00a0±\u00a0{s:.{digits}f}"  # kept on one line
         for m, s, n in zip(stats["mean"], stats["std"], stats["count"])
     ]
     wide = pd.Series(cells, index=stats.index).unstack("corruption_degree").reindex(table[row].unique())

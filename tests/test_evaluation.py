@@ -107,7 +107,7 @@ def test_headline_table_is_mean_and_std_over_seeds():
                            "seed": [0, 1, 0, 1, 0], "accuracy": [0.5, 0.6, 0.9, 0.7, 0.3]})
     table = evaluation.headline_table(scores)
     assert table.index.tolist() == ["b", "a"] and table.columns.tolist() == ["p = 0.4", "p = 0.8"]
-    assert table.loc["b", "p = 0.4"] == "0.550 ± 0.071" and table.loc["a", "p = 0.8"] == "0.300"
+    assert table.loc["b", "p = 0.4"] == "0.550\u00a0±\u00a00.071" and table.loc["a", "p = 0.8"] == "0.300"
     assert table.loc["b", "p = 0.8"] == ""
 
 
