@@ -409,13 +409,13 @@ def threshold_scores(grid, thresholds=(0.25, 0.5, 0.75, 0.9, 0.99), single_compo
     -------
     DataFrame
         :func:`best_layer_scores` rows with a column ``subspaces`` (the threshold, or
-        ``"1 component"``), plus, per degree and fitting labels, rows with ``subspaces`` equal
+        ``"single direction"``: one component per class), plus, per degree and fitting labels, rows with ``subspaces`` equal
         to ``"chosen on validation"``: the (threshold, layer) pair with the best mean validation
         accuracy, scored on the holdout.
     """
     settings = [(f"{t:g}", {"variance_threshold": t}) for t in thresholds]
     if single_component:
-        settings.append(("1 component", {"max_components": 1}))
+        settings.append(("single direction", {"max_components": 1}))
     hidden = hidden_layers(grid[0])
     frames = []
     for name, params in settings:

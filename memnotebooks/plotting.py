@@ -179,7 +179,7 @@ def layer_geometry(geometry: pd.DataFrame):
     standard deviation.
     """
     measures = {
-        "k_fraction": "subspace dimension k / d",
+        "k": "subspace dimension k",
         "participation_ratio": "participation ratio",
         "mean_principal_angle": "mean principal angle (°)",
     }
@@ -190,6 +190,7 @@ def layer_geometry(geometry: pd.DataFrame):
             palette="flare", ax=ax, legend=ax is axes[-1], sort=False, errorbar=SPREAD,
         )
         ax.set(ylabel=label)
+    axes[0].set_yscale("log")  # dimensions from a few to about a hundred
     axes[-1].legend(title="p", loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=6)
     return fig
 
@@ -262,6 +263,6 @@ def threshold_sweep(scores: pd.DataFrame):
     grid.set_titles("subspaces from {col_name} labels")
     grid.set(ylim=(0, 1.02), xlabel="variance threshold t", ylabel="test accuracy (holdout)")
     for ax in grid.axes.flat:
-        ax.set_xticks(range(len(order)), [name.replace(" component", "\ncomponent") for name in order])
+        ax.set_xticks(range(len(order)), [name.replace(" ", "\n") for name in order])
     grid.legend.set_title("p")
     return grid.figure

@@ -143,8 +143,8 @@ def test_baseline_scores(memorized_runs, tmp_path):
 
 def test_threshold_scores(memorized_runs):
     scores = evaluation.threshold_scores(memorized_runs, thresholds=(0.5, 0.99))
-    assert list(dict.fromkeys(scores.subspaces)) == ["0.5", "0.99", "1 component", "chosen on validation"]
-    single = scores[(scores.subspaces == "1 component") & (scores.selection == "validated") & (scores.fit_labels == "true")]
+    assert list(dict.fromkeys(scores.subspaces)) == ["0.5", "0.99", "single direction", "chosen on validation"]
+    single = scores[(scores.subspaces == "single direction") & (scores.selection == "validated") & (scores.fit_labels == "true")]
     direct = evaluation.layerwise_evaluation(memorized_runs[1], layers=evaluation.hidden_layers(memorized_runs[1]), fit_labels="true", max_components=1)
     chosen = single[single.corruption_degree == 0.6].iloc[0]
     holdout = direct[(direct.layer == chosen.layer) & (direct.split == "test_holdout")].accuracy.iloc[0]
