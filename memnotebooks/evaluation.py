@@ -349,11 +349,9 @@ def baseline_scores(
         masc = on_input[(on_input.probe == "masc") & (on_input.split == "test") & (on_input.target == "true")]
         frames.append(masc.assign(baseline="MASC, input, corrupted"))
         others = on_input[on_input.probe != "masc"].assign(layer=lambda t: t.probe, probe="other")
-        best_other = best_layer_scores(others)
-        frames.append(best_other[best_other.selection == "validated"].assign(baseline="best probe, input, corrupted (validated)"))
+        frames.append(_validated(best_layer_scores(others), "best probe, input, corrupted (validated)"))
     untrained = pd.concat([layerwise_evaluation(r, fit_labels="corrupted", variance_threshold=variance_threshold) for r in untrained_runs(grid, **run_kwargs)])
-    scores = best_layer_scores(untrained, hidden)
-    frames.append(scores[scores.selection == "validated"].assign(baseline="MASC, untrained, corrupted (validated)"))
+    frames.append(_validated(best_layer_scores(untrained, hidden), "MASC, untrained, corrupted (validated)"))
     generalized = {r.config.seed: r for r in grid if r.config.corruption_degree == 0}
     degrees = sorted({r.config.corruption_degree for r in grid} - {0.0})
     if generalized and degrees:
@@ -365,9 +363,12 @@ def baseline_scores(
             ],
             ignore_index=True,
         )
-        scores = best_layer_scores(control, hidden)
-        frames.append(scores[scores.selection == "validated"].assign(baseline="MASC, generalized, corrupted (validated)"))
+        frames.append(_validated(best_layer_scores(control, hidden), "MASC, generalized, corrupted (validated)"))
     return pd.concat([frame[keys + ["baseline", "layer", "accuracy"]] for frame in frames], ignore_index=True)
+
+
+def _validated(scores: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    return scores[scores.selection == "validated"].assign(baseline=baseline)
 
 
 def mean_std_table(table: pd.DataFrame, row: str, value: str, digits: int = 3) -> pd.DataFrame:
