@@ -109,9 +109,13 @@ def fit_probe(name: str, X, y, **params):
     """
     if not is_well_posed(name, X, y):
         return None
-    if name != "masc" and isinstance(X, torch.Tensor):
-        X = X.cpu().numpy()
-    return make_probe(name, **params).fit(X, np.asarray(y))
+    probe = make_probe(name, **params)
+    return probe.fit(_input_for(probe, X), np.asarray(y))
+
+
+def _input_for(probe, X):
+    """MASC takes tensors on their device (a GPU's activations stay there); scikit-learn's probes numpy."""
+    return X.cpu().numpy() if isinstance(X, torch.Tensor) and not isinstance(probe, MASC) else X
 
 
 def probe_accuracies(probe, evaluations: dict) -> pd.DataFrame:
@@ -133,8 +137,6 @@ def probe_accuracies(probe, evaluations: dict) -> pd.DataFrame:
     rows = []
     for (split, target), (X, y) in evaluations.items():
         scored = probe is not None and len(y) > 0
-        if scored and not isinstance(probe, MASC) and isinstance(X, torch.Tensor):
-            X = X.cpu().numpy()
-        accuracy = float(np.mean(probe.predict(X) == np.asarray(y))) if scored else float("nan")
+        accuracy = float(np.mean(probe.predict(_input_for(probe, X)) == np.asarray(y))) if scored else float("nan")
         rows.append({"split": split, "target": target, "accuracy": accuracy, "n_points": len(y)})
     return pd.DataFrame(rows)
