@@ -22,12 +22,14 @@ by MASC and by the classifiers it is compared with in the same way:
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis, QuadraticDiscriminantAnalysis
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier, NearestCentroid
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -35,7 +37,16 @@ from sklearn.preprocessing import StandardScaler
 from .masc import MASC
 from .store import normalize
 
-__all__ = ["PROBES", "fit_probe", "is_well_posed", "make_probe", "probe_accuracies", "probe_recipe"]
+__all__ = [
+    "PROBES",
+    "fit_probe",
+    "is_well_posed",
+    "make_probe",
+    "out_of_fold_predictions",
+    "probe_accuracies",
+    "probe_predictions",
+    "probe_recipe",
+]
 
 PROBES = {
     "masc": lambda: MASC(variance_threshold=0.99),
@@ -110,12 +121,78 @@ def fit_probe(name: str, X, y, **params):
     if not is_well_posed(name, X, y):
         return None
     probe = make_probe(name, **params)
-    return probe.fit(_input_for(probe, X), np.asarray(y))
+    with warnings.catch_warnings():
+        # NearestCentroid warns about features constant within a class (dead ReLU units); its
+        # Euclidean rule does not use the spread, so nothing is wrong.
+        warnings.filterwarnings("ignore", message="self.within_class_std_dev_ has at least 1 zero", category=UserWarning)
+        return probe.fit(_input_for(probe, X), np.asarray(y))
 
 
 def _input_for(probe, X):
     """MASC takes tensors on their device (a GPU's activations stay there); scikit-learn's probes numpy."""
     return X.cpu().numpy() if isinstance(X, torch.Tensor) and not isinstance(probe, MASC) else X
+
+
+def probe_predictions(probe, X, probabilities: bool = False) -> np.ndarray:
+    """A fitted probe's predicted classes (n,) for ``X`` (converted as :func:`fit_probe` converts
+    it), or with ``probabilities`` its class probabilities (n, n_classes), for probes that have
+    ``predict_proba``."""
+    if not probabilities:
+        return np.asarray(probe.predict(_input_for(probe, X)))
+    if not hasattr(probe, "predict_proba"):
+        with_probabilities = [name for name in PROBES if hasattr(PROBES[name](), "predict_proba")]
+        raise ValueError(f"{type(probe).__name__} gives no class probabilities; these probes do: {', '.join(with_probabilities)}.")
+    return np.asarray(probe.predict_proba(_input_for(probe, X)))
+
+
+def out_of_fold_predictions(name: str, X, y, folds: int = 5, seed: int = 0, probabilities: bool = False, **params) -> np.ndarray:
+    """Each point's prediction by probe ``name`` fitted without it (cross-fitting).
+
+    The points are split into ``folds`` stratified folds (by ``y``, shuffled with ``seed``); for
+    each fold the probe is fitted on the other folds and predicts the held-out one, so no point
+    votes for its own label.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`PROBES`.
+    X : ndarray or Tensor of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,)
+        Labels 0, ..., n_classes - 1; every class needs at least ``folds`` points.
+    folds : int >= 2
+    seed : int
+    probabilities : bool
+        Return class probabilities (n_samples, n_classes) instead of classes (n_samples,).
+    **params
+        Set on the probe (:func:`make_probe`).
+
+    Raises
+    ------
+    ValueError
+        If the probe is not well posed on some fold (:func:`is_well_posed`), or ``folds`` is not
+        an integer >= 2.
+    """
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise ValueError(f"folds must be an integer >= 2, got {folds!r}.")
+    y = np.asarray(y)
+    n_classes = int(y.max()) + 1
+    predictions = np.zeros((len(y), n_classes)) if probabilities else np.zeros(len(y), dtype=np.int64)
+    splitter = StratifiedKFold(n_splits=int(folds), shuffle=True, random_state=seed)
+    for fit_rows, held_out in splitter.split(np.zeros(len(y)), y):
+        fitted = fit_probe(name, X[_rows(X, fit_rows)], y[fit_rows], **params)
+        if fitted is None:
+            raise ValueError(f"Probe {name!r} is not well posed on {len(fit_rows)} points of {np.shape(X)[1]} features.")
+        predicted = probe_predictions(fitted, X[_rows(X, held_out)], probabilities)
+        if probabilities:
+            predictions[np.ix_(held_out, fitted.classes_)] = predicted
+        else:
+            predictions[held_out] = predicted
+    return predictions
+
+
+def _rows(X, rows: np.ndarray):
+    """Index rows of an array or a tensor (on its device) with a numpy index."""
+    return torch.from_numpy(rows).to(X.device) if isinstance(X, torch.Tensor) else rows
 
 
 def probe_accuracies(probe, evaluations: dict) -> pd.DataFrame:
@@ -137,6 +214,6 @@ def probe_accuracies(probe, evaluations: dict) -> pd.DataFrame:
     rows = []
     for (split, target), (X, y) in evaluations.items():
         scored = probe is not None and len(y) > 0
-        accuracy = float(np.mean(probe.predict(_input_for(probe, X)) == np.asarray(y))) if scored else float("nan")
+        accuracy = float(np.mean(probe_predictions(probe, X) == np.asarray(y))) if scored else float("nan")
         rows.append({"split": split, "target": target, "accuracy": accuracy, "n_points": len(y)})
     return pd.DataFrame(rows)

@@ -41,6 +41,7 @@ __all__ = [
     "is_cached",
     "normalize",
     "recipe_key",
+    "table_folder",
 ]
 
 CACHE_VERSION = 2
@@ -155,15 +156,21 @@ def cached_table(directory: str | os.PathLike, kind: str, recipe: Mapping, compu
     recipe : mapping
         Everything that determines the table.
     compute : callable
-        Returns the table; called only when it is not stored yet.
+        Returns the table, or ``(table, files)`` where ``files`` maps a file name to a function
+        that writes that file at the path it is given (e.g. model weights that go with the
+        table: they are written into the same folder, in the same atomic step, and found with
+        :func:`table_folder`). Called only when the table is not stored yet.
     """
-    folder = _table_folder(directory, kind, recipe)
+    folder = table_folder(directory, kind, recipe)
     if not is_cached(directory, kind, recipe):
-        table = compute()
+        computed = compute()
+        table, files = computed if isinstance(computed, tuple) else (computed, {})
         text_columns = [str(c) for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])]
 
         def write(tmp: Path) -> None:
             tmp.mkdir()
+            for name, write_file in files.items():
+                write_file(tmp / name)
             table.to_csv(tmp / "table.csv", index=False)
             metadata = {"kind": kind, "cache_version": CACHE_VERSION, "recipe": normalize(recipe), "text_columns": text_columns}
             (tmp / "recipe.json").write_text(json.dumps(metadata, indent=2))
@@ -175,10 +182,12 @@ def cached_table(directory: str | os.PathLike, kind: str, recipe: Mapping, compu
 
 def is_cached(directory: str | os.PathLike, kind: str, recipe: Mapping) -> bool:
     """Whether :func:`cached_table` would read the table rather than compute it."""
-    return (_table_folder(directory, kind, recipe) / "table.csv").is_file()
+    return (table_folder(directory, kind, recipe) / "table.csv").is_file()
 
 
-def _table_folder(directory, kind: str, recipe: Mapping) -> Path:
+def table_folder(directory: str | os.PathLike, kind: str, recipe: Mapping) -> Path:
+    """The folder where :func:`cached_table` keeps the table of ``recipe`` (and its files):
+    ``directory/<kind>-<key>``."""
     return Path(directory) / f"{kind}-{recipe_key(kind, recipe)}"
 
 
