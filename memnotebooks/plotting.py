@@ -22,6 +22,8 @@ __all__ = [
     "layer_geometry",
     "layer_widths",
     "probe_comparison",
+    "relabel_accuracy",
+    "relabel_labels",
     "threshold_sweep",
     "training_curves",
     "wrong_fraction",
@@ -56,20 +58,23 @@ def _axes(ax, figsize):
     return ax if ax is not None else plt.subplots(figsize=figsize, layout="constrained")[1]
 
 
-def label_matrix(labels: pd.DataFrame, ax=None, normalize: bool = True):
-    """Heatmap of given label against true label.
+def label_matrix(labels: pd.DataFrame, ax=None, normalize: bool = True, column: str = "given_label"):
+    """Heatmap of a label (default the given one) against the true label.
 
     Parameters
     ----------
     labels : DataFrame
-        Columns ``true_label`` and ``given_label``, one row per training point.
+        Columns ``true_label`` and ``column``, one row per training point.
     normalize : bool
         Show each true class's row as fractions (summing to 1) rather than counts.
+    column : str
+        The label on the horizontal axis, e.g. ``"new_label"`` of
+        :func:`memnotebooks.relabel.relabelled_labels`.
     """
     ax = _axes(ax, (5, 4.2))
-    table = pd.crosstab(labels["true_label"], labels["given_label"], normalize="index" if normalize else False)
-    sns.heatmap(table, ax=ax, cmap="rocket_r", vmin=0, square=True, cbar_kws={"label": "fraction" if normalize else "count"})
-    ax.set(xlabel="given label", ylabel="true label")
+    table = pd.crosstab(labels["true_label"], labels[column], normalize="index" if normalize else False)
+    sns.heatmap(table, ax=ax, cmap="rocket_r", vmin=0, vmax=1 if normalize else None, square=True, cbar_kws={"label": "fraction" if normalize else "count"})
+    ax.set(xlabel=column.replace("_", " "), ylabel="true label")
     return ax
 
 
@@ -264,5 +269,54 @@ def threshold_sweep(scores: pd.DataFrame):
     grid.set(ylim=(0, 1.02), xlabel="variance threshold t", ylabel="test accuracy (holdout)")
     for ax in grid.axes.flat:
         ax.set_xticks(range(len(order)), [name.replace(" ", "\n") for name in order])
+    grid.legend.set_title("p")
+    return grid.figure
+
+
+RELABEL_STATISTICS = {
+    "wrong labels fixed or dropped": ("wrong_fixed", "wrong_dropped"),
+    "correct labels broken or dropped": ("correct_broken", "correct_dropped"),
+    "labels fine-tuned on that are true": ("label_accuracy",),
+}
+"""The panels of :func:`relabel_labels` and the :data:`memnotebooks.relabel.LABEL_STATISTICS`
+each one adds up."""
+
+
+def relabel_accuracy(table: pd.DataFrame, methods=None, ax=None):
+    """Holdout accuracy after each relabelling method against the corruption degree, with the
+    memorized model's before it (black, dashed); mean and spread over seeds.
+
+    ``table`` is :func:`memnotebooks.relabel.relabel_grid`'s output; ``methods`` picks and orders
+    the lines (default all).
+    """
+    ax = _axes(ax, (7.5, 4.2))
+    order = list(methods or table.method.unique())
+    shown = table[table.method.isin(order)]
+    sns.lineplot(
+        shown, x="corruption_degree", y="accuracy_after", hue="method", hue_order=order, style="method", style_order=order,
+        markers=True, dashes=False, errorbar=SPREAD, err_style="bars", ax=ax,
+    )
+    before = table.drop_duplicates(["corruption_degree", "seed"])
+    sns.lineplot(before, x="corruption_degree", y="accuracy_before", color="black", linestyle="--", errorbar=SPREAD, err_style="bars", label="memorized model (before)", ax=ax)
+    ax.set(xlabel="corruption degree p", ylabel="test accuracy (holdout 80 %)", ylim=(0, 1.02), xticks=sorted(table.corruption_degree.unique()))
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), ncol=1, fontsize="small", title=None, frameon=False)
+    return ax
+
+
+def relabel_labels(table: pd.DataFrame, methods=None):
+    """What each method does to the training labels, per degree: the panels of
+    :data:`RELABEL_STATISTICS`, bars the mean over seeds, error bars their spread."""
+    order = list(methods or table.method.unique())
+    shown = table[table.method.isin(order)]
+    long = pd.concat(
+        [shown.assign(statistic=name, share=shown[list(columns)].sum(axis=1)) for name, columns in RELABEL_STATISTICS.items()],
+        ignore_index=True,
+    )
+    grid = sns.catplot(
+        long, x="share", y="method", order=order, hue="corruption_degree", col="statistic", col_order=list(RELABEL_STATISTICS),
+        kind="bar", palette="flare", errorbar=SPREAD, height=3.6, aspect=0.75, sharex=True,
+    )
+    grid.set_titles("{col_name}", size="small")
+    grid.set(xlim=(0, 1.02), xlabel="share", ylabel="")
     grid.legend.set_title("p")
     return grid.figure

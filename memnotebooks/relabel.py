@@ -60,6 +60,7 @@ import torch
 
 from .activations import check_layers, extract_activations
 from .data import VALIDATION_FRACTION, VALIDATION_SEED, validation_split
+from .evaluation import mean_std_table
 from .masc import check_variance_threshold
 from .probes import PROBES, fit_probe, out_of_fold_predictions, probe_predictions, probe_recipe
 from .runs import Run, build_run_model, config_columns
@@ -67,14 +68,18 @@ from .store import cached_table, table_folder
 from .training import EarlyStopping, StopAtTarget, predict, train
 
 __all__ = [
+    "BEFORE",
     "DEFAULT_METHODS",
+    "LABEL_COLUMNS",
     "LABEL_STATISTICS",
+    "accuracy_table",
+    "label_table",
     "RelabelSettings",
-    "label_matrix",
     "label_statistics",
     "methods",
     "relabel_grid",
     "relabel_table",
+    "relabelled_labels",
     "relabelled_model",
 ]
 
@@ -459,20 +464,62 @@ def relabel_grid(runs, methods=None, *, progress: bool = False, **settings) -> p
     return pd.concat([relabel_table(r, methods, progress=progress, **settings) for r in runs], ignore_index=True)
 
 
+BEFORE = "memorized model (before)"
+"""The row of :func:`accuracy_table` that holds the memorized model's accuracy."""
+
+
+def accuracy_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Holdout accuracy after each method, mean ± std over seeds, a row per method (first the
+    memorized model's, :data:`BEFORE`) and a column per degree
+    (:func:`memnotebooks.evaluation.mean_std_table`).
+
+    ``table`` is :func:`relabel_grid`'s output.
+    """
+    before = table.drop_duplicates(["dataset", "model", "corruption_degree", "seed"]).assign(method=BEFORE, accuracy_after=lambda t: t.accuracy_before)
+    return mean_std_table(pd.concat([before, table], ignore_index=True), "method", "accuracy_after")
+
+
+LABEL_COLUMNS = {
+    "labels_changed": "changed",
+    "wrong_fixed": "wrong → true",
+    "correct_broken": "correct → wrong",
+    "wrong_dropped": "wrong dropped",
+    "correct_dropped": "correct dropped",
+    "label_accuracy": "true after",
+}
+"""Short column names of :func:`label_table`."""
+
+
+def label_table(table: pd.DataFrame, methods=None, digits: int = 3) -> pd.DataFrame:
+    """The label statistics (:data:`LABEL_STATISTICS`), mean over seeds, a row per degree and
+    method (default those that change labels), short column names (:data:`LABEL_COLUMNS`); the
+    dropped shares only where a method drops points."""
+    methods = list(methods or table.loc[table.labels_changed > 0, "method"].unique())
+    shown = table[table.method.isin(methods)]
+    mean = shown.groupby(["corruption_degree", "method"], sort=False)[list(LABEL_COLUMNS)].mean()
+    mean = mean.reindex(pd.MultiIndex.from_product([sorted(shown.corruption_degree.unique()), methods]))
+    if not (mean[["wrong_dropped", "correct_dropped"]] > 0).any(axis=None):
+        mean = mean.drop(columns=["wrong_dropped", "correct_dropped"])
+    return mean.round(digits).rename(columns=LABEL_COLUMNS).rename_axis(index=["p", "method"])
+
+
 def _folder(run_: Run, method: str, settings: dict) -> Path:
     relabel_table(run_, [method], **settings)  # computes it if it is not cached yet
     return table_folder(run_.path, "relabel", RelabelSettings(**settings).recipe(method))
 
 
-def label_matrix(run_: Run, method: str, **settings) -> pd.DataFrame:
-    """True class (rows) by the label ``method`` gives each training point (columns; a column
-    ``dropped`` for points it drops): counts, from the cached relabelling."""
+def relabelled_labels(run_: Run, method: str, **settings) -> pd.DataFrame:
+    """The labels ``method`` gave each training point, from the cached relabelling.
+
+    Returns
+    -------
+    DataFrame
+        One row per training point: ``true_label``, ``given_label`` (trained on by the run),
+        ``new_label`` (fine-tuned on) and ``kept`` (``False`` for the points cleanlab drops).
+    """
     with np.load(_folder(run_, method, settings) / "labels.npz") as stored:
-        labels, kept = stored["labels"], stored["kept"]
-    new = pd.Series(np.where(kept, labels.astype(str), "dropped"), name="new label")
-    true = pd.Series(run_.fit_labels("true"), name="true class")
-    columns = [str(c) for c in range(run_.dataset.n_classes)] + (["dropped"] if not kept.all() else [])
-    return pd.crosstab(true, new).reindex(columns=columns, fill_value=0)
+        new, kept = stored["labels"], stored["kept"]
+    return pd.DataFrame({"true_label": run_.fit_labels("true"), "given_label": run_.fit_labels("corrupted"), "new_label": new, "kept": kept})
 
 
 def relabelled_model(run_: Run, method: str, **settings) -> torch.nn.Module:

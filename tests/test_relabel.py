@@ -87,8 +87,10 @@ def test_relabel_table_follows_the_protocol(memorized, monkeypatch):
     train = extract_activations(memorized.model, memorized.dataset.x_train, [layer])[layer]
     given = memorized.fit_labels("corrupted")
     in_sample = MASC().fit(train, given).predict(train)
-    matrix = relabel.label_matrix(memorized, "masc_corrupted", **SMALL)
-    np.testing.assert_array_equal(matrix.to_numpy(), pd.crosstab(memorized.fit_labels("true"), in_sample).to_numpy())
+    labels = relabel.relabelled_labels(memorized, "masc_corrupted", **SMALL)
+    np.testing.assert_array_equal(labels.new_label, in_sample)
+    np.testing.assert_array_equal(labels.given_label, given)
+    np.testing.assert_array_equal(labels.true_label, memorized.dataset.y_train.numpy())
     crossfit = out_of_fold_predictions("masc", train, given, folds=5, seed=memorized.config.seed)
     assert table.loc["masc_crossfit", "labels_changed"] == pytest.approx(float((crossfit != given).mean()))
     # Cross-fitting changes more labels than in-sample relabelling, which mostly returns them.
@@ -130,8 +132,8 @@ def test_cleanlab_drops_mostly_wrong_labels(memorized):
     n_train = len(memorized.train_labels)
     assert 0 < row.n_trained < n_train and row.probe == "logistic"
     assert row.wrong_dropped > row.correct_dropped and row.wrong_fixed == 0
-    matrix = relabel.label_matrix(memorized, "cleanlab", **SMALL)
-    assert matrix["dropped"].sum() == n_train - row.n_trained and matrix.to_numpy().sum() == n_train
+    labels = relabel.relabelled_labels(memorized, "cleanlab", **SMALL)
+    assert (~labels.kept).sum() == n_train - row.n_trained and (labels.new_label == labels.given_label).all()
 
 
 def test_an_interrupted_fine_tuning_leaves_nothing(memorized, monkeypatch):
