@@ -1,4 +1,10 @@
-"""Results beside the paper's: the reference table of Ketha & Ramaswamy (2025).
+"""Results beside the paper's: the reference table of Ketha & Ramaswamy (2025), and reports of
+what a sweep's runs measured against it.
+
+``python -m memnotebooks.report runs/<sweep>`` reads every trained run a sweep cached, computes
+(or reads) MASC's layerwise accuracies, and writes ``comparison.csv`` (per model, dataset, degree
+and measure: mean ± std over seeds, the paper's number and the difference), ``runs.csv`` (per
+run) and ``provenance.json`` (device, torch version, commit, command, wall time per run).
 
 The paper's table ships with the package (``memnotebooks/reference/paper_table.csv``, read with
 :mod:`importlib.resources`): per model, dataset and corruption degree, the network's test
@@ -8,11 +14,33 @@ subspaces, each the mean of 3 runs.
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
 from importlib import resources
+from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["PAPER_NAMES", "paper_table"]
+from .evaluation import best_layer_scores, layerwise_evaluation
+from .runs import Run, RunConfig, config_columns, run
+from .store import CACHE_VERSION, StaleArtifactError, atomic_write
+
+__all__ = [
+    "MEASURES",
+    "PAPER_NAMES",
+    "comparison",
+    "gather",
+    "load_report",
+    "main",
+    "paper_table",
+    "provenance",
+    "trained_runs",
+    "write_report",
+]
 
 PAPER_NAMES = {
     "model": {"mlp": "MLP", "cnn": "CNN", "alexnet": "AlexNet", "resnet18": "ResNet18"},
@@ -41,3 +69,143 @@ def paper_table() -> pd.DataFrame:
     for column, names in PAPER_NAMES.items():
         table[column] = table[column].map({paper: ours for ours, paper in names.items()})
     return table
+
+
+MEASURES = {"model_test": "network, final", "masc_corrupted": "MASC, corrupted", "masc_true": "MASC, true"}
+"""The paper's columns and what they measure."""
+
+
+def trained_runs(artifacts_dir: str | os.PathLike, device: str = "cpu", data_root=None) -> list[Run]:
+    """Every finished, trained run in a cache (its ``config.json`` and ``summary.json``), read back
+    with :func:`memnotebooks.runs.run` (so its labels are checked), in a fixed order."""
+    configs = []
+    for path in sorted(Path(artifacts_dir).glob("*/summary.json")):
+        config = RunConfig(**json.loads((path.parent / "config.json").read_text()))
+        if config.max_epochs > 0 and config.corruption_mode == "uniform":
+            configs.append(config)
+    configs.sort(key=lambda c: (c.model, c.dataset, c.corruption_degree, c.seed))
+    return [run(c, artifacts_dir=artifacts_dir, data_root=data_root, device=device, progress=False) for c in configs]
+
+
+def gather(runs_, variance_threshold: float = 0.99) -> pd.DataFrame:
+    """The paper's three measures for each run, tidy.
+
+    ``model_test`` is the network's final test accuracy; ``masc_corrupted`` and ``masc_true`` are
+    MASC at the best probe layer (all of them, the input included, as the paper), chosen on the
+    test set as the paper does (``selection = "test-selected"``) and on the validation part,
+    scored on the holdout (``"validated"``); see :func:`memnotebooks.evaluation.best_layer_scores`.
+    MASC tables come from the run's cache where a chapter computed them.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``model``, ``dataset``, ``corruption_degree``, ``seed``, ``measure``,
+        ``selection``, ``layer``, ``accuracy``.
+    """
+    keys = ["model", "dataset", "corruption_degree", "seed"]
+    network = pd.DataFrame(
+        [{**config_columns(r), "measure": "model_test", "selection": "final", "layer": "output", "accuracy": r.summary["test_accuracy"]} for r in runs_]
+    )
+    decoding = pd.concat([layerwise_evaluation(r, variance_threshold=variance_threshold) for r in runs_], ignore_index=True)
+    masc = best_layer_scores(decoding).assign(measure=lambda t: "masc_" + t.fit_labels)
+    columns = keys + ["measure", "selection", "layer", "accuracy"]
+    return pd.concat([network[columns], masc[columns]], ignore_index=True)
+
+
+def comparison(gathered: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over seeds of :func:`gather`'s measures beside the paper's number.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``model``, ``dataset``, ``corruption_degree``, ``measure``, ``selection``,
+        ``mean``, ``std``, ``seeds``, ``paper`` (NaN where the paper has no such row) and
+        ``difference`` (ours minus the paper's).
+    """
+    keys = ["model", "dataset", "corruption_degree", "measure", "selection"]
+    stats = gathered.groupby(keys, as_index=False)["accuracy"].agg(mean="mean", std="std", seeds="count")
+    paper = paper_table().melt(["model", "dataset", "corruption_degree"], list(MEASURES), var_name="measure", value_name="paper")
+    table = stats.merge(paper, on=["model", "dataset", "corruption_degree", "measure"], how="left")
+    return table.assign(difference=table["mean"] - table["paper"])
+
+
+def provenance(runs_, command: str, **extra) -> dict:
+    """What produced the runs: per run its configuration key, device, torch version, epochs and
+    wall time (from its ``summary.json``); the git commit of the code, the command, the cache
+    version and ``extra``."""
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+    return {
+        "command": command,
+        "commit": commit or None,
+        "cache_version": CACHE_VERSION,
+        **extra,
+        "runs": [
+            {"key": r.path.name, **config_columns(r), **{k: r.summary.get(k) for k in ("device", "torch", "epochs", "reached_target", "seconds")}}
+            for r in runs_
+        ],
+        "total_seconds": float(sum(r.summary.get("seconds", 0.0) for r in runs_)),
+    }
+
+
+def write_report(folder: str | os.PathLike, runs_, command: str, **extra) -> Path:
+    """Write ``comparison.csv``, ``runs.csv`` (:func:`gather`) and ``provenance.json`` into
+    ``folder``, all at once (:func:`memnotebooks.store.atomic_write`)."""
+    gathered = gather(runs_)
+    table = comparison(gathered)
+    record = provenance(runs_, command, **extra)
+
+    def write(tmp: Path) -> None:
+        tmp.mkdir()
+        table.to_csv(tmp / "comparison.csv", index=False)
+        gathered.to_csv(tmp / "runs.csv", index=False)
+        (tmp / "provenance.json").write_text(json.dumps(record, indent=2))
+
+    folder = Path(folder)
+    if folder.exists():
+        shutil.rmtree(folder)  # a report is rewritten whole
+    return atomic_write(folder, write)
+
+
+def load_report(folder: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
+    """A report folder's comparison table and provenance.
+
+    Raises
+    ------
+    StaleArtifactError
+        If it was written under another cache version (by older code).
+    FileNotFoundError
+        If ``folder`` holds no report.
+    """
+    folder = Path(folder)
+    if not (folder / "provenance.json").is_file():
+        raise FileNotFoundError(f"No report in {folder} (comparison.csv and provenance.json): write one with python -m memnotebooks.report.")
+    record = json.loads((folder / "provenance.json").read_text())
+    if record.get("cache_version") != CACHE_VERSION:
+        raise StaleArtifactError(
+            f"The report in {folder} was written under cache version {record.get('cache_version')}, this code is version "
+            f"{CACHE_VERSION}: rerun its command ({record.get('command')}) and python -m memnotebooks.report."
+        )
+    return pd.read_csv(folder / "comparison.csv"), record
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m memnotebooks.report", description="Compare a sweep's runs with the paper's table.")
+    parser.add_argument("sweep_dir", help="a sweep's folder, runs/<sweep> (its runs are in artifacts/), or any run cache")
+    parser.add_argument("--output", default=None, help="report folder (default <sweep_dir>/report)")
+    parser.add_argument("--data-root", default=None, help="dataset folder (default $MEMNOTEBOOKS_DATA)")
+    args = parser.parse_args(argv)
+    sweep_dir = Path(args.sweep_dir)
+    artifacts = sweep_dir / "artifacts" if (sweep_dir / "artifacts").is_dir() else sweep_dir
+    runs_ = trained_runs(artifacts, data_root=args.data_root)
+    if not runs_:
+        parser.error(f"no finished trained runs under {artifacts}")
+    sweep_file = sweep_dir / "sweep.json"
+    extra = {"sweep": json.loads(sweep_file.read_text())} if sweep_file.is_file() else {}
+    command = "python -m memnotebooks.report " + " ".join(sys.argv[1:] if argv is None else argv)
+    folder = write_report(args.output or sweep_dir / "report", runs_, command, **extra)
+    print(load_report(folder)[0].to_string(index=False))
+    print(f"report: {folder}")
+
+
+if __name__ == "__main__":
+    main()
