@@ -28,9 +28,10 @@ benchmark: install
 	$(BIN)/python benchmarks/masc_bench.py
 	$(BIN)/python benchmarks/training_bench.py
 
+# JupyterLab refuses to start as root without --allow-root (containers run as root).
 lab: install
 	$(BIN)/python -m pip install --quiet jupyterlab
-	$(BIN)/jupyter lab book/
+	$(BIN)/jupyter lab book/ --MultiKernelManager.default_kernel_name=$(KERNEL) $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 clean:
 	rm -rf _build artifacts

@@ -120,18 +120,21 @@ def expand(sweep: dict, root: str | os.PathLike = ".", runs_dir: str | os.PathLi
     if unknown:
         raise ValueError(f"Unknown chapter(s) {unknown}; the book has: {', '.join(available)}.")
     folder = Path(runs_dir) / str(sweep["name"])
-    fixed = {"artifacts_dir": str((folder / "artifacts").resolve()), **sweep["parameters"]}
+    fixed = sweep["parameters"]
     varied = {name for grid in sweep["grid"] for name in grid}
+    cache = {}
     for name in names:
         declared = chapter_parameters(available[name])
-        undeclared = sorted((set(fixed) - {"artifacts_dir"} | varied) - declared)
+        undeclared = sorted((set(fixed) | varied) - declared)
         if undeclared:
             raise ValueError(f"Chapter {name} has no parameter(s) {undeclared}; it declares: {', '.join(sorted(declared))}.")
+        # One run cache for the whole sweep, for the chapters that keep runs.
+        cache[name] = {"artifacts_dir": str((folder / "artifacts").resolve())} if "artifacts_dir" in declared else {}
     grid = [dict(zip(g, values)) for g in sweep["grid"] for values in itertools.product(*g.values())]
     labels = [_label(point) for point in grid]
     if len(set(labels)) < len(labels) or any(len(label) > 120 for label in labels):
         labels = [recipe_key("grid point", point) for point in grid]  # names that cannot collide
-    return [Job(available[name], {**fixed, **point}, folder / name / f"{label}.ipynb") for point, label in zip(grid, labels) for name in names]
+    return [Job(available[name], {**cache[name], **fixed, **point}, folder / name / f"{label}.ipynb") for point, label in zip(grid, labels) for name in names]
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -165,23 +168,23 @@ def run_jobs(jobs: list[Job], n_jobs: int = 1, kernel_name: str | None = None, p
 
     Returns
     -------
-    dict of Job to str
+    list of (Job, str)
         The failed jobs and their errors.
     """
     pending = [job for job in jobs if not job.done]
-    failures = {}
+    failures = []
     bar = tqdm(total=len(pending), desc="notebooks", unit="nb", disable=not progress)
     if n_jobs == 1:
         for job in pending:
             if (error := _execute(job, kernel_name)) is not None:
-                failures[job] = error
+                failures.append((job, error))
             bar.update()
     else:
         with ProcessPoolExecutor(max_workers=n_jobs) as pool:
             futures = {pool.submit(_execute, job, kernel_name): job for job in pending}
             for future in as_completed(futures):
                 if (error := future.result()) is not None:
-                    failures[futures[future]] = error
+                    failures.append((futures[future], error))
                 bar.update()
     bar.close()
     return failures
@@ -229,7 +232,7 @@ def main(argv=None) -> int:
     failures = run_jobs(jobs, args.jobs, args.kernel)
     _record(Path(args.runs_dir) / str(sweep["name"]), sweep, argv, started, index, count)
     print(f"{len(jobs) - len(failures)} of {len(jobs)} notebooks done, {len(failures)} failed")
-    for job, error in failures.items():
+    for job, error in failures:
         print(f"FAILED {job.output}\n  {error.splitlines()[-1] if error else ''}\n  (full error: {job.error_file})", file=sys.stderr)
     return 1 if failures else 0
 

@@ -28,7 +28,9 @@ def test_expand_orders_grid_points_and_chapters(tmp_path):
         ("01_corruption", "degrees=0.4.ipynb"), ("02_training", "degrees=0.4.ipynb"),
     ]
     assert all(job.parameters["seeds"] == [0] for job in jobs)
-    assert {job.parameters["artifacts_dir"] for job in jobs} == {str((tmp_path / "runs" / "s" / "artifacts").resolve())}
+    # Chapters that keep runs share the sweep's cache; chapter 01 keeps none and gets no such parameter.
+    assert {job.parameters.get("artifacts_dir") for job in jobs[1::2]} == {str((tmp_path / "runs" / "s" / "artifacts").resolve())}
+    assert all("artifacts_dir" not in job.parameters for job in jobs[::2])
 
 
 def test_shards_cover_the_sweep_exactly_once(tmp_path):
@@ -68,11 +70,11 @@ def test_a_sweep_killed_midway_resumes_without_running_anything_twice(tmp_path):
     folder = tmp_path / "runs" / "tiny" / "01_corruption"
     process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 300
-    while not list(folder.glob("*.ipynb")) and time.time() < deadline and process.poll() is None:
+    while not list(folder.glob("[!.]*.ipynb")) and time.time() < deadline and process.poll() is None:
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)  # the whole sweep, kernels included
     process.wait()
-    finished = {path.name: start_time(path) for path in folder.glob("*.ipynb")}
+    finished = {path.name: start_time(path) for path in folder.glob("[!.]*.ipynb")}
     assert 1 <= len(finished) < 3, "the sweep should be killed midway"
 
     dry = subprocess.run(command + ["--dry-run"], capture_output=True, text=True, check=True).stdout
@@ -80,18 +82,18 @@ def test_a_sweep_killed_midway_resumes_without_running_anything_twice(tmp_path):
 
     resumed = subprocess.run(command, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-    after = {path.name: start_time(path) for path in folder.glob("*.ipynb")}
+    after = {path.name: start_time(path) for path in folder.glob("[!.]*.ipynb")}
     assert sorted(after) == ["example_degree=0.2.ipynb", "example_degree=0.4.ipynb", "example_degree=0.6.ipynb"]
     assert all(after[name] == started for name, started in finished.items())  # nothing finished ran twice
 
 
 @pytest.mark.notebooks
 def test_a_failing_notebook_is_reported_and_runs_again(tmp_path):
-    spec = write(tmp_path / "bad.yaml", "name: bad\nchapters: [01_corruption]\nparameters: {seeds: [0]}\ngrid:\n  example_degree: [0.2, 7.0]\n")
+    spec = write(tmp_path / "bad.yaml", "name: bad\nchapters: [01_corruption]\nparameters: {seeds: [0]}\ngrid:\n  example_degree: [0.2, 7.5]\n")
     command = [sys.executable, "-m", "memnotebooks.sweep", str(spec), "--root", str(ROOT), "--runs-dir", str(tmp_path / "runs"), "--jobs", "2"]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 1
-    failed = tmp_path / "runs" / "bad" / "01_corruption" / "example_degree=7.0.ipynb"
+    failed = tmp_path / "runs" / "bad" / "01_corruption" / "example_degree=7.5.ipynb"
     assert f"FAILED {failed}" in result.stderr and "degree" in result.stderr
     assert not failed.exists() and failed.with_suffix(".error.txt").is_file()
     assert "1 of 2 notebooks done, 1 failed" in result.stdout
