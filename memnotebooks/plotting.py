@@ -274,9 +274,9 @@ def threshold_sweep(scores: pd.DataFrame):
 
 
 RELABEL_STATISTICS = {
-    "wrong labels fixed or dropped": ("wrong_fixed", "wrong_dropped"),
-    "correct labels broken or dropped": ("correct_broken", "correct_dropped"),
-    "labels fine-tuned on that are true": ("label_accuracy",),
+    "wrong labels\nfixed or dropped": ("wrong_fixed", "wrong_dropped"),
+    "correct labels\nbroken or dropped": ("correct_broken", "correct_dropped"),
+    "labels fine-tuned on\nthat are true": ("label_accuracy",),
 }
 """The panels of :func:`relabel_labels` and the :data:`memnotebooks.relabel.LABEL_STATISTICS`
 each one adds up."""
@@ -314,7 +314,7 @@ def relabel_labels(table: pd.DataFrame, methods=None):
     )
     grid = sns.catplot(
         long, x="share", y="method", order=order, hue="corruption_degree", col="statistic", col_order=list(RELABEL_STATISTICS),
-        kind="bar", palette="flare", errorbar=SPREAD, height=3.6, aspect=0.75, sharex=True,
+        kind="bar", palette="flare", errorbar=SPREAD, height=3.8, aspect=0.8, sharex=True,
     )
     grid.set_titles("{col_name}", size="small")
     grid.set(xlim=(0, 1.02), xlabel="share", ylabel="")

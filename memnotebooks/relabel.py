@@ -73,6 +73,7 @@ __all__ = [
     "LABEL_COLUMNS",
     "LABEL_STATISTICS",
     "accuracy_table",
+    "decoders_table",
     "label_table",
     "RelabelSettings",
     "label_statistics",
@@ -492,15 +493,25 @@ LABEL_COLUMNS = {
 
 def label_table(table: pd.DataFrame, methods=None, digits: int = 3) -> pd.DataFrame:
     """The label statistics (:data:`LABEL_STATISTICS`), mean over seeds, a row per degree and
-    method (default those that change labels), short column names (:data:`LABEL_COLUMNS`); the
+    method (default all, in the table's order), short column names (:data:`LABEL_COLUMNS`); the
     dropped shares only where a method drops points."""
-    methods = list(methods or table.loc[table.labels_changed > 0, "method"].unique())
+    methods = list(methods or table.method.unique())
     shown = table[table.method.isin(methods)]
     mean = shown.groupby(["corruption_degree", "method"], sort=False)[list(LABEL_COLUMNS)].mean()
     mean = mean.reindex(pd.MultiIndex.from_product([sorted(shown.corruption_degree.unique()), methods]))
     if not (mean[["wrong_dropped", "correct_dropped"]] > 0).any(axis=None):
         mean = mean.drop(columns=["wrong_dropped", "correct_dropped"])
     return mean.round(digits).rename(columns=LABEL_COLUMNS).rename_axis(index=["p", "method"])
+
+
+def decoders_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The layer each decoding method chose on the validation part (and the probe, for
+    ``best_probe_crossfit``), per degree (a column each), one per seed in seed order."""
+    decoded = table[table.layer != ""].sort_values("seed", kind="stable")
+    choices = decoded.assign(choice=decoded.layer.where(decoded.method != "best_probe_crossfit", decoded.probe + " @ " + decoded.layer))
+    wide = choices.groupby(["method", "corruption_degree"], sort=False)["choice"].agg(", ".join).unstack("corruption_degree")
+    wide.columns = [f"p = {degree:g}" for degree in wide.columns]
+    return wide.rename_axis(index=None)
 
 
 def _folder(run_: Run, method: str, settings: dict) -> Path:
