@@ -60,7 +60,7 @@ import torch
 
 from .activations import check_layers, extract_activations
 from .data import VALIDATION_FRACTION, VALIDATION_SEED, validation_split
-from .evaluation import mean_std_table
+from .evaluation import evaluate_layer, mean_std_table
 from .masc import check_variance_threshold
 from .probes import PROBES, fit_probe, out_of_fold_predictions, probe_predictions, probe_recipe
 from .runs import Run, build_run_model, config_columns
@@ -291,13 +291,10 @@ class _Context:
         return self._validation_accuracies[key]
 
     def _score(self, probe: str, layer: str, labels: np.ndarray) -> float:
-        activations = self.activations(layer)
-        fitted = fit_probe(probe, activations["train"], labels, **self.settings.probe_params(probe))
-        if fitted is None:
-            return float("nan")
-        test = activations["test"]
-        rows = torch.from_numpy(self.validation).to(test.device) if isinstance(test, torch.Tensor) else self.validation
-        return float(np.mean(probe_predictions(fitted, test[rows]) == self.y_test[self.validation]))
+        y_validation = self.y_test[self.validation]
+        sets = {("validation", "true"): ("test", self.validation, y_validation)}
+        scores = evaluate_layer(self.activations(layer), sets, probe, labels, **self.settings.probe_params(probe))
+        return float(scores.accuracy.iloc[0])  # NaN where the probe is not well posed
 
     def choose(self, decoder: _Decoder) -> tuple[str, str, float]:
         """The (probe, layer) with the best validation accuracy, and that accuracy."""
@@ -408,7 +405,7 @@ def _check_methods(run_: Run, methods_) -> list[str]:
     unknown = [m for m in methods_ if m not in methods()]
     if unknown:
         raise ValueError(f"Unknown relabelling method(s) {unknown}; choose from: {', '.join(methods())}.")
-    corrupted_fit = [m for m in methods_ if m == "corrupted_labels" or (m not in ("early_stopped", "true_labels", "self_predictions", "masc_true"))]
+    corrupted_fit = [m for m in methods_ if m == "corrupted_labels" or getattr(_decoder(m, "logistic"), "fit_labels", None) == "corrupted"]
     if corrupted_fit and np.array_equal(run_.fit_labels("corrupted"), run_.fit_labels("true")):
         raise ValueError(
             f"The run {run_.config} was trained on its true labels (corruption degree "

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 from importlib import resources
 from pathlib import Path
@@ -27,7 +26,7 @@ import pandas as pd
 
 from .evaluation import best_layer_scores, layerwise_evaluation
 from .runs import Run, RunConfig, config_columns, run
-from .store import CACHE_VERSION, StaleArtifactError, atomic_write
+from .store import CACHE_VERSION, StaleArtifactError, atomic_write, git_commit
 
 __all__ = [
     "MEASURES",
@@ -133,10 +132,9 @@ def provenance(runs_, command: str, **extra) -> dict:
     """What produced the runs: per run its configuration key, device, torch version, epochs and
     wall time (from its ``summary.json``); the git commit of the code, the command, the cache
     version and ``extra``."""
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
     return {
         "command": command,
-        "commit": commit or None,
+        "commit": git_commit(),
         "cache_version": CACHE_VERSION,
         **extra,
         "runs": [

@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import Callable, Mapping
 from numbers import Integral, Real
@@ -38,6 +39,7 @@ __all__ = [
     "atomic_write",
     "cached_table",
     "default_artifacts_dir",
+    "git_commit",
     "is_cached",
     "normalize",
     "recipe_key",
@@ -55,6 +57,12 @@ class StaleArtifactError(RuntimeError):
 def default_artifacts_dir() -> Path:
     """``$MEMNOTEBOOKS_ARTIFACTS``, else ``~/.cache/memnotebooks/artifacts``."""
     return Path(os.environ.get("MEMNOTEBOOKS_ARTIFACTS", Path.home() / ".cache" / "memnotebooks" / "artifacts"))
+
+
+def git_commit() -> str | None:
+    """The git commit of the package's checkout (for provenance records), or ``None`` outside one."""
+    result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
+    return result.stdout.strip() or None
 
 
 def normalize(value):

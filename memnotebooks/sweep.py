@@ -37,7 +37,6 @@ import itertools
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 import traceback
@@ -48,7 +47,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .book import chapter_parameters, chapters, execute_chapter
-from .store import atomic_write, normalize, recipe_key
+from .store import atomic_write, git_commit, normalize, recipe_key
 
 __all__ = ["Job", "expand", "load_sweep", "main", "parse_shard", "run_jobs", "shard"]
 
@@ -242,11 +241,10 @@ def _record(folder: Path, sweep: dict, argv, started: float, index: int, count: 
     git commit and the wall time, read by :mod:`memnotebooks.report` for its provenance."""
     record_file = folder / "sweep.json"
     record = json.loads(record_file.read_text()) if record_file.is_file() else {"sweep": normalize(sweep), "invocations": []}
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
     record["invocations"].append(
         {
             "command": "memnotebooks-sweep " + " ".join(sys.argv[1:] if argv is None else argv),
-            "commit": commit or None,
+            "commit": git_commit(),
             "shard": f"{index}/{count}",
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
             "wall_seconds": round(time.time() - started, 1),
