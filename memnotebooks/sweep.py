@@ -24,7 +24,8 @@ point train each run once and :mod:`memnotebooks.report` gathers what they compu
 - **Resume.** A notebook is written under a temporary name and renamed when it has run to the
   end (:func:`memnotebooks.store.atomic_write`), so an existing notebook is a finished one and is
   skipped; a failed one leaves only ``<name>.error.txt`` beside it and runs again next time.
-- **Parallel and sharded.** ``--jobs N`` runs N kernels at once; ``--shard i/n`` runs the
+- **Parallel and sharded.** ``--jobs N`` runs N kernels at once, each with its share of the
+  cores (``OMP_NUM_THREADS``, unless set); ``--shard i/n`` runs the
   notebooks whose position in the sweep's fixed order is ``i`` modulo ``n`` (0-based), so the
   tasks of a cluster job array split a sweep exactly once (``examples/slurm_sweep.sh``).
 - ``--dry-run`` lists what would run and what is done.
@@ -149,8 +150,13 @@ def shard(jobs: list[Job], index: int, count: int) -> list[Job]:
     return jobs[index::count]
 
 
-def _execute(job: Job, kernel_name: str | None) -> str | None:
-    """Run one job; ``None`` on success, else the error (also written beside the notebook)."""
+def _execute(job: Job, kernel_name: str | None, threads: int | None = None) -> str | None:
+    """Run one job; ``None`` on success, else the error (also written beside the notebook).
+
+    ``threads`` caps the kernel's BLAS/OpenMP threads (the kernel inherits the environment): N
+    kernels that each use every core slow one another down many times over."""
+    if threads is not None:
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     job.error_file.unlink(missing_ok=True)
     try:
         execute_chapter(job.chapter, job.output, job.parameters, kernel_name)
@@ -179,8 +185,9 @@ def run_jobs(jobs: list[Job], n_jobs: int = 1, kernel_name: str | None = None, p
                 failures.append((job, error))
             bar.update()
     else:
+        threads = max(1, (os.cpu_count() or 1) // n_jobs)  # the cores shared out, unless OMP_NUM_THREADS is set
         with ProcessPoolExecutor(max_workers=n_jobs) as pool:
-            futures = {pool.submit(_execute, job, kernel_name): job for job in pending}
+            futures = {pool.submit(_execute, job, kernel_name, threads): job for job in pending}
             for future in as_completed(futures):
                 if (error := future.result()) is not None:
                     failures.append((futures[future], error))
