@@ -50,6 +50,7 @@ leaves nothing behind.
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 from numbers import Real
 from pathlib import Path
@@ -261,7 +262,8 @@ def label_statistics(true_labels, given_labels, new_labels, kept=None) -> dict:
 
 class _Context:
     """What the methods of one run share: the validation split, the activations of the
-    candidate layers (extracted once, on the run's device) and the memorized model's scores."""
+    candidate layers (extracted once, on the run's device) and the memorized model's holdout
+    accuracy (computed once)."""
 
     def __init__(self, run_: Run, settings: RelabelSettings):
         self.run, self.settings = run_, settings
@@ -281,6 +283,13 @@ class _Context:
                 for source, x in (("train", dataset.x_train), ("test", dataset.x_test))
             }
         return {source: values[layer] for source, values in self._activations.items()}
+
+    @functools.cached_property
+    def accuracy_before(self) -> float:
+        """The memorized model's accuracy on the holdout part."""
+        holdout = ~self.validation
+        predictions = predict(self.model, self.run.dataset.x_test).cpu().numpy()
+        return float(np.mean(predictions[holdout] == self.y_test[holdout]))
 
     def validation_accuracy(self, probe: str, layer: str, fit_labels: str) -> float:
         """Probe fitted on the layer's training activations with ``fit_labels``, scored on the
@@ -376,15 +385,13 @@ def _relabel(context: _Context, method: str, progress: bool):
     labels, kept, how = _new_labels(context, method)
     model, result = _train(context, method, labels, kept, progress)
     history = result.history
-    holdout = ~context.validation
-    memorized = predict(run_.model, run_.dataset.x_test).cpu().numpy()
     best = history.set_index("epoch").loc[result.best_epoch]
     row = {
         "method": method,
         "probe": how.get("probe", ""),
         "layer": how.get("layer", ""),
         "probe_validation_accuracy": how.get("probe_validation_accuracy", float("nan")),
-        "accuracy_before": float(np.mean(memorized[holdout] == context.y_test[holdout])),
+        "accuracy_before": context.accuracy_before,
         "accuracy_after": float(best["test_holdout_accuracy"]),
         "validation_after": float(best["test_validation_accuracy"]),
         "epochs": result.epochs,
