@@ -2,7 +2,9 @@
 
 The data stay on the device as two tensors and each mini-batch is an index into them, so an
 epoch costs one ``randperm`` (:func:`epoch_orders`, a function of the seed alone) and
-``n / batch_size`` slices, not a DataLoader's per-sample Python work. Each training point is
+``n / batch_size`` slices, not a DataLoader's per-sample Python work. Convolutional models train
+in the channels-last memory layout (:func:`memory_format`), which oneDNN and cuDNN convolve about
+twice as fast as the default on a CPU (measured on the paper's CNN). Each training point is
 scored by the logits of its own mini-batch as it is trained (the usual *running* training
 accuracy, which costs no extra forward pass); after every epoch the evaluation sets (the test
 set, a validation split, ...) are scored. :func:`history_row` turns those predictions into the
@@ -44,6 +46,7 @@ __all__ = [
     "epoch_orders",
     "history_row",
     "make_optimizer",
+    "memory_format",
     "paper_settings",
     "predict",
     "train",
@@ -89,6 +92,20 @@ def paper_settings(model: str, dataset: str) -> dict:
         settings["batch_size"] = 32
     settings["target_accuracy"] = TARGET_ACCURACY[dataset]
     return settings
+
+
+def memory_format(model: nn.Module) -> torch.memory_format:
+    """``torch.channels_last`` for a model with 2-D convolutions, else ``torch.contiguous_format``.
+
+    The layout changes how the convolutions are computed, not what the model is: a state dict
+    saved in either layout loads into a model in either.
+    """
+    has_conv = any(isinstance(module, nn.Conv2d) for module in model.modules())
+    return torch.channels_last if has_conv else torch.contiguous_format
+
+
+def _in_layout(x: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
+    return x.contiguous(memory_format=layout) if x.dim() == 4 else x
 
 
 @torch.no_grad()
@@ -347,11 +364,12 @@ def train(
         raise ValueError(f"x_train has {len(x_train)} samples but y_train has {len(y_train)}.")
     stop = StopAtTarget(1.0) if stop is None else stop
     device = resolve_device(device)
-    model.to(device)
-    x_train, y_given = x_train.to(device), y_train.to(device)
+    layout = memory_format(model)
+    model.to(device, memory_format=layout)
+    x_train, y_given = _in_layout(x_train.to(device), layout), y_train.to(device)
     y_true = y_given if y_true is None else y_true.to(device)
     corrupted = wrong_labels(y_true, y_given) if corrupted is None else torch.as_tensor(corrupted).to(device, torch.bool)
-    evaluation_sets = {name: (x.to(device), y.to(device)) for name, (x, y) in (evaluation_sets or {}).items()}
+    evaluation_sets = {name: (_in_layout(x.to(device), layout), y.to(device)) for name, (x, y) in (evaluation_sets or {}).items()}
     evaluation_parts = {name: (whole, torch.as_tensor(mask).to(device)) for name, (whole, mask) in (evaluation_parts or {}).items()}
     unknown = sorted({whole for whole, _ in evaluation_parts.values()} - set(evaluation_sets))
     if unknown:
