@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import platform
+from pathlib import Path
+
 import torch
 
-__all__ = ["resolve_device"]
+__all__ = ["describe_device", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -20,3 +23,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise RuntimeError(f"device={str(device)!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s).")
     return device
+
+
+def describe_device(device: torch.device) -> str:
+    """What a result was computed on, for provenance: the GPU's name, or the CPU's model and the
+    number of threads torch used (CPU results change in rounding with the thread count)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")] if cpuinfo.is_file() else []
+    return f"CPU: {names[0] if names else platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s)"

@@ -21,6 +21,7 @@ __all__ = [
     "layer_embeddings",
     "layer_geometry",
     "layer_widths",
+    "paper_comparison",
     "probe_comparison",
     "relabel_accuracy",
     "relabel_labels",
@@ -320,3 +321,30 @@ def relabel_labels(table: pd.DataFrame, methods=None):
     grid.set(xlim=(0, 1.02), xlabel="share", ylabel="")
     grid.legend.set_title("p")
     return grid.figure
+
+
+def paper_comparison(comparison: pd.DataFrame, selection: str = "test-selected", labels=None):
+    """Ours against the paper's, per model and dataset (one panel each): the network's test
+    accuracy and MASC's at the best layer with corrupted and true subspaces across degrees; ours
+    filled with one-std error bars over seeds, the paper's hollow and dashed, in the same colour.
+
+    ``comparison`` is :func:`memnotebooks.report.comparison`'s table; ``selection`` says how
+    MASC's layer was chosen (``"test-selected"``, the paper's, or ``"validated"``); ``labels``
+    maps measures to legend names and orders them (e.g. :data:`memnotebooks.report.MEASURES`;
+    default the measures as named in the table).
+    """
+    labels = dict(labels or {measure: measure for measure in comparison.measure.unique()})
+    shown = comparison[comparison.selection.isin(["final", selection])]
+    pairs = list(shown.groupby(["model", "dataset"]).groups)
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs) + 2.2, 4.0), squeeze=False, sharey=True, layout="constrained")
+    colours = dict(zip(labels, sns.color_palette(n_colors=len(labels))))
+    for ax, (model, dataset) in zip(axes[0], pairs):
+        pair = shown[(shown.model == model) & (shown.dataset == dataset)].sort_values("corruption_degree")
+        for measure, label in labels.items():
+            rows = pair[pair.measure == measure]
+            ax.errorbar(rows.corruption_degree, rows["mean"], yerr=rows["std"].fillna(0), color=colours[measure], marker="o", capsize=3, label=f"{label}: ours")
+            ax.plot(rows.corruption_degree, rows.paper, color=colours[measure], marker="o", markerfacecolor="white", linestyle="--", label=f"{label}: paper")
+        ax.set(title=f"{model}, {dataset}", xlabel="corruption degree p", xticks=sorted(pair.corruption_degree.unique()), ylim=(0, 1.02))
+    axes[0, 0].set_ylabel("test accuracy")
+    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False)
+    return fig

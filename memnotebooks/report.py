@@ -31,12 +31,19 @@ from .store import CACHE_VERSION, StaleArtifactError, atomic_write, git_commit
 __all__ = [
     "MEASURES",
     "PAPER_NAMES",
+    "REPORT_VERSION",
     "comparison",
     "gather",
+    "chosen_layers",
     "load_report",
+    "load_reports",
+    "load_runs",
     "main",
     "paper_table",
     "provenance",
+    "provenance_overview",
+    "provenance_table",
+    "side_by_side",
     "trained_runs",
     "write_report",
 ]
@@ -72,6 +79,12 @@ def paper_table() -> pd.DataFrame:
 
 MEASURES = {"model_test": "network, final", "masc_corrupted": "MASC, corrupted", "masc_true": "MASC, true"}
 """The paper's columns and what they measure."""
+
+REPORT_VERSION = 1
+"""Version of a report folder's layout (its files and their columns), recorded in its
+``provenance.json``. A report is a record of what was run, so it does not go stale when the run
+cache's version changes (it keeps the commit and cache version that produced it); it is rejected
+only when this code cannot read it."""
 
 
 def trained_runs(artifacts_dir: str | os.PathLike, device: str = "cpu", data_root=None) -> list[Run]:
@@ -135,6 +148,7 @@ def provenance(runs_, command: str, **extra) -> dict:
     return {
         "command": command,
         "commit": git_commit(),
+        "report_version": REPORT_VERSION,
         "cache_version": CACHE_VERSION,
         **extra,
         "runs": [
@@ -164,13 +178,20 @@ def write_report(folder: str | os.PathLike, runs_, command: str, **extra) -> Pat
     return atomic_write(folder, write)
 
 
-def load_report(folder: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
+def load_report(folder: str | os.PathLike, sweep: str | None = None) -> tuple[pd.DataFrame, dict]:
     """A report folder's comparison table and provenance.
+
+    Parameters
+    ----------
+    folder : path
+        Written by :func:`write_report`.
+    sweep : str, optional
+        The sweep the report must come from (its ``sweep.json`` name, recorded in the provenance).
 
     Raises
     ------
     StaleArtifactError
-        If it was written under another cache version (by older code).
+        If it was written in another report layout (by older code), or by another sweep.
     FileNotFoundError
         If ``folder`` holds no report.
     """
@@ -178,12 +199,124 @@ def load_report(folder: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
     if not (folder / "provenance.json").is_file():
         raise FileNotFoundError(f"No report in {folder} (comparison.csv and provenance.json): write one with python -m memnotebooks.report.")
     record = json.loads((folder / "provenance.json").read_text())
-    if record.get("cache_version") != CACHE_VERSION:
+    if record.get("report_version") != REPORT_VERSION:
         raise StaleArtifactError(
-            f"The report in {folder} was written under cache version {record.get('cache_version')}, this code is version "
-            f"{CACHE_VERSION}: rerun its command ({record.get('command')}) and python -m memnotebooks.report."
+            f"The report in {folder} was written in report layout {record.get('report_version')}, this code reads layout "
+            f"{REPORT_VERSION}: rerun its command ({record.get('command')})."
         )
+    written_by = record.get("sweep", {}).get("name")
+    if sweep is not None and written_by != sweep:
+        raise StaleArtifactError(f"The report in {folder} comes from sweep {written_by!r}, not {sweep!r}: its command was {record.get('command')}.")
     return pd.read_csv(folder / "comparison.csv"), record
+
+
+def load_runs(folder: str | os.PathLike, sweep: str | None = None) -> pd.DataFrame:
+    """A report folder's per-run table (:func:`gather`'s: each run's measures and the layers
+    chosen), checked as :func:`load_report` checks the folder."""
+    load_report(folder, sweep)
+    return pd.read_csv(Path(folder) / "runs.csv")
+
+
+def load_reports(reports: dict) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Several report folders at once, each checked against the sweep it must come from.
+
+    Parameters
+    ----------
+    reports : dict of str to path
+        Sweep name (``None`` for any) to report folder.
+
+    Returns
+    -------
+    comparison : DataFrame
+        The folders' :func:`comparison` tables, stacked, with a ``sweep`` column.
+    runs : DataFrame
+        Their per-run tables (:func:`load_runs`), stacked, with a ``sweep`` column.
+    records : dict
+        Sweep name to provenance record.
+    """
+    if not reports:
+        raise ValueError("reports is empty: give at least one sweep name and report folder, e.g. {'fashion_mnist_subset': '../results/fashion_mnist_subset'}.")
+    tables, runs_, records = [], [], {}
+    for sweep, folder in reports.items():
+        table, record = load_report(folder, sweep)
+        name = sweep or record.get("sweep", {}).get("name") or str(folder)
+        tables.append(table.assign(sweep=name))
+        runs_.append(pd.read_csv(Path(folder) / "runs.csv").assign(sweep=name))
+        records[name] = record
+    return pd.concat(tables, ignore_index=True), pd.concat(runs_, ignore_index=True), records
+
+
+def chosen_layers(runs_table: pd.DataFrame) -> pd.DataFrame:
+    """The layer MASC read at each degree, per fitting labels and selection (the seeds of a
+    degree share it: it is chosen on their mean), from :func:`load_runs`'s table."""
+    masc = runs_table[runs_table.measure.isin(["masc_corrupted", "masc_true"])]
+    return masc.pivot_table(index=["model", "dataset", "corruption_degree"], columns=["measure", "selection"], values="layer", aggfunc="first")
+
+
+def provenance_overview(records: dict) -> pd.DataFrame:
+    """One column per report: the sweep, how its runs were launched (each sweep invocation's
+    command, and the wall time of them all), the commit, the device(s), the report command and the
+    note, if any."""
+    rows = []
+    for sweep, record in records.items():
+        invocations = record.get("invocations", [])
+        rows.append(
+            {
+                "sweep": sweep,
+                "runs": len(record["runs"]),
+                "devices": "; ".join(sorted({str(r["device"]) for r in record["runs"]})),
+                "torch": "; ".join(sorted({str(r["torch"]) for r in record["runs"]})),
+                "training hours (sum over runs)": round(record["total_seconds"] / 3600, 2),
+                "sweep wall hours": round(sum(i.get("wall_seconds", 0.0) for i in invocations) / 3600, 2) if invocations else None,
+                "sweep commands": " ; ".join(sorted({i["command"] for i in invocations})),
+                "report command": record["command"],
+                "commit": (record.get("commit") or "unknown")[:10],
+                "note": record.get("note", ""),
+            }
+        )
+    return pd.DataFrame(rows).set_index("sweep").T
+
+
+def side_by_side(table: pd.DataFrame, selection: str = "test-selected") -> pd.DataFrame:
+    """:func:`comparison`'s rows as a display table: one row per model, dataset, degree and measure,
+    with ours as mean ± std, the paper's number and the difference in percentage points.
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`comparison`'s (or :func:`load_report`'s) table.
+    selection : {"test-selected", "validated"}
+        How MASC's best layer was chosen; the network's own accuracy has one row either way.
+    """
+    selections = {"test-selected", "validated"}
+    if selection not in selections:
+        raise ValueError(f"selection must be one of {sorted(selections)}, got {selection!r}.")
+    rows = table[table.selection.isin(["final", selection])].copy()
+    rows["measure"] = pd.Categorical(rows.measure.map(MEASURES), list(MEASURES.values()))
+    ours = (100 * rows["mean"]).map("{:.1f}".format) + (" ± " + (100 * rows["std"]).map("{:.1f}".format)).where(rows.seeds > 1, "")
+    shown = pd.DataFrame(
+        {
+            "model": rows.model,
+            "dataset": rows.dataset,
+            "p": rows.corruption_degree,
+            "measure": rows.measure,
+            "ours (%)": ours,
+            "seeds": rows.seeds,
+            "paper (%)": (100 * rows.paper).round(1),
+            "difference (points)": (100 * rows.difference).round(1),
+        }
+    )
+    return shown.sort_values(["model", "dataset", "p", "measure"]).set_index(["model", "dataset", "p", "measure"])
+
+
+def provenance_table(record: dict) -> pd.DataFrame:
+    """One row per run of a report's provenance: what it ran on, how many epochs and minutes it
+    trained, and whether it reached its training-accuracy target (see :func:`provenance_overview`
+    for the commands, commit and torch version)."""
+    runs_ = pd.DataFrame(record["runs"])
+    runs_["minutes"] = (runs_.pop("seconds") / 60).round(1)
+    columns = ["model", "dataset", "corruption_degree", "seed", "device", "epochs", "reached_target", "minutes"]
+    return runs_[columns].rename(columns={"corruption_degree": "p"})
 
 
 def main(argv=None) -> None:
@@ -191,6 +324,7 @@ def main(argv=None) -> None:
     parser.add_argument("sweep_dir", help="a sweep's folder, runs/<sweep> (its runs are in artifacts/), or any run cache")
     parser.add_argument("--output", default=None, help="report folder (default <sweep_dir>/report)")
     parser.add_argument("--data-root", default=None, help="dataset folder (default $MEMNOTEBOOKS_DATA)")
+    parser.add_argument("--note", default=None, help="free text kept in provenance.json (e.g. how the runs were launched)")
     args = parser.parse_args(argv)
     sweep_dir = Path(args.sweep_dir)
     artifacts = sweep_dir / "artifacts" if (sweep_dir / "artifacts").is_dir() else sweep_dir
@@ -198,7 +332,9 @@ def main(argv=None) -> None:
     if not runs_:
         parser.error(f"no finished trained runs under {artifacts}")
     sweep_file = sweep_dir / "sweep.json"
-    extra = {"sweep": json.loads(sweep_file.read_text())} if sweep_file.is_file() else {}
+    extra = json.loads(sweep_file.read_text()) if sweep_file.is_file() else {}  # the sweep and its invocations
+    if args.note:
+        extra["note"] = args.note
     command = "python -m memnotebooks.report " + " ".join(sys.argv[1:] if argv is None else argv)
     folder = write_report(args.output or sweep_dir / "report", runs_, command, **extra)
     print(load_report(folder)[0].to_string(index=False))

@@ -28,7 +28,6 @@ import dataclasses
 import functools
 import json
 import os
-import platform
 from dataclasses import dataclass
 from numbers import Real
 from pathlib import Path
@@ -40,7 +39,7 @@ from torch import nn
 
 from .corruption import MODES, check_degree, corrupt_labels, corrupted_points, randomize_inputs
 from .data import DATASETS, Dataset, default_root, load_dataset, validation_split
-from .devices import resolve_device
+from .devices import describe_device, resolve_device
 from .models import MODELS, build_model
 from .store import StaleArtifactError, atomic_write, default_artifacts_dir, normalize, recipe_key
 from .training import StopAtTarget, paper_settings, train
@@ -386,7 +385,7 @@ def run(
             "full_pass_train_accuracy": result.full_pass_train_accuracy,
             "test_accuracy": float(last["test_accuracy"]),
             "seconds": float(last["seconds"]),
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+            "device": describe_device(device),
             "torch": torch.__version__,
         }
         _write_run(path, config, model, result, labels, mask, summary)

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from memnotebooks import report, runs
+from memnotebooks.models import probe_layers
 from memnotebooks.store import StaleArtifactError
 
 
@@ -58,8 +59,66 @@ def test_write_and_load_a_report(cache, tmp_path):
     assert not list(tmp_path.glob(".tmp-*"))
 
     record = json.loads((folder / "provenance.json").read_text())
+    assert report.load_report(folder, sweep="tiny")[1] == record
+    with pytest.raises(StaleArtifactError, match=r"comes from sweep 'tiny', not 'fashion_mnist_subset'"):
+        report.load_report(folder, sweep="fashion_mnist_subset")
+    # A report outlives the run cache's version (it records it), not a change of its own layout.
     (folder / "provenance.json").write_text(json.dumps({**record, "cache_version": -1}))
-    with pytest.raises(StaleArtifactError, match=r"written under cache version -1.*rerun its command \(python -m memnotebooks.report test\)"):
+    assert report.load_report(folder)[1]["cache_version"] == -1
+    (folder / "provenance.json").write_text(json.dumps({**record, "report_version": 0}))
+    with pytest.raises(StaleArtifactError, match=r"written in report layout 0.*rerun its command \(python -m memnotebooks.report test\)"):
         report.load_report(folder)
     with pytest.raises(FileNotFoundError, match="No report in"):
         report.load_report(tmp_path / "nothing")
+
+
+def test_side_by_side_and_provenance_tables(cache, tmp_path):
+    found = report.trained_runs(cache)
+    folder = report.write_report(tmp_path / "report", found, "python -m memnotebooks.report test")
+    table, record = report.load_report(folder)
+    pd.testing.assert_frame_equal(report.load_runs(folder), report.gather(found), check_dtype=False)
+    for selection in ("test-selected", "validated"):
+        shown = report.side_by_side(table, selection)
+        # One row per degree and measure: the network's final accuracy and MASC's two.
+        assert len(shown) == 2 * len(report.MEASURES)
+        row = table[(table.measure == "masc_true") & (table.selection == selection) & (table.corruption_degree == 0.6)].iloc[0]
+        ours = shown.loc[("mlp", "digits", 0.6, report.MEASURES["masc_true"]), "ours (%)"]
+        assert ours == f"{100 * row['mean']:.1f} ± {100 * row['std']:.1f}"
+    with pytest.raises(ValueError, match=r"selection must be one of \['test-selected', 'validated'\], got 'best'"):
+        report.side_by_side(table, "best")
+    runs_table = report.provenance_table(record)
+    assert len(runs_table) == 4 and list(runs_table.p) == [0.2, 0.2, 0.6, 0.6]
+    assert runs_table.minutes.tolist() == [round(r.summary["seconds"] / 60, 1) for r in found]
+
+
+def test_report_command_line(cache, tmp_path, capsys):
+    (cache / "sweep.json").write_text(json.dumps({"sweep": {"name": "tiny"}, "invocations": [{"wall_seconds": 12.0}]}))
+    try:
+        report.main([str(cache), "--output", str(tmp_path / "out"), "--note", "2 kernels x 1 thread"])
+    finally:
+        (cache / "sweep.json").unlink()
+    _, record = report.load_report(tmp_path / "out", sweep="tiny")
+    assert record["note"] == "2 kernels x 1 thread" and record["invocations"] == [{"wall_seconds": 12.0}]
+    assert "report: " in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        report.main([str(tmp_path / "empty")])
+
+
+def test_several_reports_read_together(cache, tmp_path):
+    found = report.trained_runs(cache)
+    invocations = [{"command": "memnotebooks-sweep tiny.yaml", "wall_seconds": 1800.0}]
+    for name in ("first", "second"):
+        report.write_report(tmp_path / name, found, f"python -m memnotebooks.report {name}", sweep={"name": name}, invocations=invocations)
+    table, runs_table, records = report.load_reports({"first": tmp_path / "first", "second": tmp_path / "second"})
+    assert set(table.sweep) == set(runs_table.sweep) == set(records) == {"first", "second"}
+    assert len(table) == 2 * len(report.load_report(tmp_path / "first")[0])
+    overview = report.provenance_overview(records)
+    assert list(overview.columns) == ["first", "second"]
+    assert overview.loc["sweep wall hours", "first"] == 0.5 and overview.loc["runs", "second"] == 4
+    assert overview.loc["report command", "second"] == "python -m memnotebooks.report second"
+    layers = report.chosen_layers(runs_table[runs_table.sweep == "first"])
+    assert layers.shape == (2, 4) and set(layers.stack(level=[0, 1]).unique()) <= {"input", *probe_layers(found[0].model)}
+    with pytest.raises(StaleArtifactError, match="comes from sweep 'first', not 'second'"):
+        report.load_reports({"second": tmp_path / "first"})
+    with pytest.raises(ValueError, match="reports is empty"):
+        report.load_reports({})
