@@ -22,8 +22,17 @@ from torchvision.models.resnet import BasicBlock, ResNet
 __all__ = ["MODELS", "MLP", "CNN", "AlexNet", "ResNet18", "build_model", "evaluation_mode", "probe_layers"]
 
 
-def _dense(in_features: int, out_features: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(in_features, out_features), nn.ReLU(inplace=True))
+def _dense(in_features: int, out_features: int, dropout: float = 0.0) -> nn.Sequential:
+    # Dropout after the ReLU, so a probe layer's output (identity in evaluation mode) is the
+    # same module with or without it; none at rate 0 keeps the paper's state dict.
+    layers = [nn.Linear(in_features, out_features), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers, *([nn.Dropout(dropout)] if dropout else []))
+
+
+def _check_dropout(dropout) -> float:
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be a rate in [0, 1), got {dropout!r}.")
+    return float(dropout)
 
 
 def _conv(in_channels: int, out_channels: int, **kwargs) -> list[nn.Module]:
@@ -53,15 +62,19 @@ class MLP(nn.Module):
     num_classes : int
     hidden_sizes : tuple of int
         Widths of the hidden layers ``fc1``, ``fc2``, ...
+    dropout : float in [0, 1)
+        Dropout rate after every hidden layer (Arpit et al.'s regularizer); 0, the paper's, adds
+        no module.
     """
 
-    def __init__(self, input_shape, num_classes: int, hidden_sizes=(128, 512, 2048, 2048)):
+    def __init__(self, input_shape, num_classes: int, hidden_sizes=(128, 512, 2048, 2048), dropout: float = 0.0):
         super().__init__()
+        dropout = _check_dropout(dropout)
         widths = [math.prod(input_shape), *hidden_sizes]
         self.flatten = nn.Flatten()
         self.hidden_names = [f"fc{i + 1}" for i in range(len(hidden_sizes))]
         for name, n_in, n_out in zip(self.hidden_names, widths[:-1], widths[1:]):
-            self.add_module(name, _dense(n_in, n_out))
+            self.add_module(name, _dense(n_in, n_out, dropout))
         self.classifier = nn.Linear(widths[-1], num_classes)
         self.probe_layers = {"input": "x", **{name: name for name in self.hidden_names}}
 
@@ -77,11 +90,12 @@ class CNN(nn.Module):
 
     Convolutions 16, 16, pool, 32, 32, pool, 64, 64, pool (padding 1, ReLU), flatten (576 for
     1x28x28 inputs, 1024 for 3x32x32, 64 for 1x8x8), dense 250, 250, 250 with ReLU, and a final
-    linear layer without bias.
+    linear layer without bias. ``dropout`` (a rate in [0, 1)) follows each dense layer.
     """
 
-    def __init__(self, input_shape, num_classes: int):
+    def __init__(self, input_shape, num_classes: int, dropout: float = 0.0):
         super().__init__()
+        dropout = _check_dropout(dropout)
         channels, layers = input_shape[0], []
         for width in (16, 32, 64):
             layers += _conv(channels, width, kernel_size=3, padding=1) + _conv(width, width, kernel_size=3, padding=1)
@@ -92,7 +106,7 @@ class CNN(nn.Module):
         flat = _flat_size(self.features, input_shape, "cnn")
         if flat == 0:
             raise ValueError(f"cnn needs images of at least 8x8 pixels, got input shape {tuple(input_shape)}.")
-        self.fc1, self.fc2, self.fc3 = _dense(flat, 250), _dense(250, 250), _dense(250, 250)
+        self.fc1, self.fc2, self.fc3 = _dense(flat, 250, dropout), _dense(250, 250, dropout), _dense(250, 250, dropout)
         self.classifier = nn.Linear(250, num_classes, bias=False)
         self.probe_layers = {"input": "x", "flatten": "flatten", "fc1": "fc1", "fc2": "fc2", "fc3": "fc3"}
 
@@ -175,7 +189,8 @@ def build_model(name: str, input_shape, num_classes: int, **kwargs) -> nn.Module
         ``(channels, height, width)`` of one input.
     num_classes : int
     **kwargs
-        Passed to the model's constructor (``hidden_sizes`` for the MLP, ``variant`` for AlexNet).
+        Passed to the model's constructor (``hidden_sizes`` and ``dropout`` for the MLP,
+        ``dropout`` for the CNN, ``variant`` for AlexNet).
 
     Raises
     ------

@@ -65,7 +65,8 @@ FIT_LABELS = ("corrupted", "true")
 trained on, or the clean ones."""
 
 _INTEGER_FIELDS = ("seed", "subset", "test_subset", "batch_size", "max_epochs")
-_REAL_FIELDS = ("learning_rate", "momentum", "target_accuracy")
+_REAL_FIELDS = ("learning_rate", "momentum", "target_accuracy", "dropout", "weight_decay")
+_DROPOUT_MODELS = ("mlp", "cnn")
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,10 @@ class RunConfig:
     max_epochs : int
     checkpoint_epochs : tuple of int
         Epochs whose weights the run keeps (0 is the initial model).
+    dropout : float in [0, 1)
+        Dropout rate after every dense hidden layer (``mlp`` and ``cnn`` only); the paper uses 0.
+    weight_decay : float >= 0
+        L2 penalty coefficient of the optimizer; the paper uses 0.
     """
 
     dataset: str = "digits"
@@ -109,6 +114,8 @@ class RunConfig:
     target_accuracy: float | None = None
     max_epochs: int = 500
     checkpoint_epochs: tuple[int, ...] = ()
+    dropout: float = 0.0
+    weight_decay: float = 0.0
 
     def __post_init__(self):
         for name, value, allowed in (
@@ -128,6 +135,12 @@ class RunConfig:
         for name in _REAL_FIELDS:
             set_(name, _real(name, getattr(self, name)))
         set_("checkpoint_epochs", tuple(sorted({_integer("checkpoint_epochs", e) for e in self.checkpoint_epochs})))
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a rate in [0, 1), got {self.dropout!r}.")
+        if self.dropout and self.model not in _DROPOUT_MODELS:
+            raise ValueError(f"dropout is built into models {', '.join(_DROPOUT_MODELS)} only, not {self.model!r}.")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}.")
 
     def to_dict(self) -> dict:
         """The fields as a JSON-ready dict."""
@@ -214,6 +227,17 @@ class Run:
         c = self.config
         return corrupt_labels(self.dataset.y_train, corruption_degree, self.dataset.n_classes, seed=c.seed, mode=c.corruption_mode).labels
 
+    @property
+    def learned_epoch(self) -> np.ndarray:
+        """Int (n_train,): per training point, the epoch from which the network fitted its label
+        for good, or -1 if it did not fit it at the end (see
+        :class:`memnotebooks.training.TrainingResult`)."""
+        path = self.path / "examples.npz"
+        if not path.is_file():
+            raise FileNotFoundError(f"The run {self.path} was stored before per-example records were kept; delete its folder to retrain it.")
+        with np.load(path) as stored:
+            return stored["learned_epoch"]
+
     def checkpoint(self, epoch: int) -> nn.Module:
         """A copy of the model with the weights it had at ``epoch`` (one of ``checkpoint_epochs``)."""
         if epoch not in self.config.checkpoint_epochs:
@@ -264,7 +288,8 @@ def build_run_model(config: RunConfig, dataset: Dataset) -> nn.Module:
     state is left as it was)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return build_model(config.model, dataset.input_shape, dataset.n_classes)
+        options = {"dropout": config.dropout} if config.dropout else {}
+        return build_model(config.model, dataset.input_shape, dataset.n_classes, **options)
 
 
 def test_parts(dataset: Dataset) -> dict:
@@ -292,6 +317,7 @@ def _write_run(path: Path, config: RunConfig, model: nn.Module, result, labels, 
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp / "model.pt")
         result.history.to_csv(tmp / "history.csv", index=False)
         np.savez(tmp / "labels.npz", train_labels=labels.numpy(), corruption_mask=mask)
+        np.savez(tmp / "examples.npz", learned_epoch=result.learned_epoch.numpy())
         if result.checkpoints:
             torch.save(result.checkpoints, tmp / "checkpoints.pt")
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -302,8 +328,12 @@ def _write_run(path: Path, config: RunConfig, model: nn.Module, result, labels, 
 def _check_stored(path: Path, config: RunConfig, labels: torch.Tensor, mask: np.ndarray) -> None:
     """Refuse a cached run whose configuration or labels differ from what the code derives now."""
     advice = f"Delete {path}, or bump memnotebooks.store.CACHE_VERSION if the code change is intended."
-    stored_config = json.loads((path / "config.json").read_text())
-    if stored_config != config.to_dict():
+    expected = config.to_dict()
+    defaults = RunConfig(dataset=config.dataset, model=config.model).to_dict()
+    # A field added after the run was stored is absent from its config.json; at its default the
+    # key is the same (keys hash non-default fields), and so is the run.
+    stored_config = {**{k: v for k, v in expected.items() if v == defaults[k]}, **json.loads((path / "config.json").read_text())}
+    if stored_config != expected:
         raise StaleArtifactError(f"The cached run {path} was made by another configuration than {config}. {advice}")
     with np.load(path / "labels.npz") as stored:
         stored_labels, stored_mask = stored["train_labels"], stored["corruption_mask"]
@@ -370,6 +400,7 @@ def run(
             optimizer=config.optimizer,
             learning_rate=config.learning_rate,
             momentum=config.momentum,
+            weight_decay=config.weight_decay,
             batch_size=config.batch_size,
             max_epochs=config.max_epochs,
             checkpoint_epochs=config.checkpoint_epochs,

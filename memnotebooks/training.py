@@ -194,6 +194,10 @@ class TrainingResult:
     full_pass_train_accuracy : float
         Accuracy of the returned model on the training labels, in one pass in evaluation mode
         (the running ``train_accuracy`` scores each point before its batch's update instead).
+    learned_epoch : Tensor of shape (n_train,), int64
+        Per training point, the first epoch from which its running prediction matched its label
+        at every later epoch (it was *learned* then and never forgotten), or -1 if it was not
+        fitted at the last epoch. Epoch 0 is the initial model.
     """
 
     history: pd.DataFrame
@@ -201,6 +205,7 @@ class TrainingResult:
     stopped: bool = False
     best_epoch: int | None = None
     full_pass_train_accuracy: float = float("nan")
+    learned_epoch: torch.Tensor | None = None
 
     @property
     def epochs(self) -> int:
@@ -218,13 +223,16 @@ def _check_settings(optimizer, learning_rate, batch_size, max_epochs):
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
 
 
-def make_optimizer(name: str, parameters, learning_rate: float, momentum: float, device: torch.device):
-    """A fresh ``torch.optim`` optimizer by name (``"sgd"`` or ``"adam"``); ``momentum`` is SGD's."""
+def make_optimizer(name: str, parameters, learning_rate: float, momentum: float, device: torch.device, weight_decay: float = 0.0):
+    """A fresh ``torch.optim`` optimizer by name (``"sgd"`` or ``"adam"``); ``momentum`` is SGD's,
+    ``weight_decay`` the L2 penalty's coefficient (added to the gradient, as Arpit et al.)."""
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
+        raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}.")
     # The fused kernels update all parameters in one pass: about 3x faster steps on a CPU.
     fused = device.type in ("cpu", "cuda")
     if name == "sgd":
-        return torch.optim.SGD(parameters, lr=learning_rate, momentum=momentum, fused=fused)
-    return torch.optim.Adam(parameters, lr=learning_rate, fused=fused)
+        return torch.optim.SGD(parameters, lr=learning_rate, momentum=momentum, weight_decay=weight_decay, fused=fused)
+    return torch.optim.Adam(parameters, lr=learning_rate, weight_decay=weight_decay, fused=fused)
 
 
 def epoch_orders(n_samples: int, seed: int) -> Iterator[torch.Tensor]:
@@ -302,6 +310,7 @@ def train(
     optimizer: str = "adam",
     learning_rate: float = 1e-3,
     momentum: float = 0.9,
+    weight_decay: float = 0.0,
     batch_size: int = 128,
     max_epochs: int = 500,
     checkpoint_epochs=(),
@@ -340,8 +349,8 @@ def train(
         epoch where it was highest, not the last epoch's.
     optimizer : {"sgd", "adam"}
         A fresh optimizer (no state carried over from earlier training).
-    learning_rate, momentum : float
-        ``momentum`` applies to SGD only.
+    learning_rate, momentum, weight_decay : float
+        ``momentum`` applies to SGD only; ``weight_decay`` is the L2 coefficient.
     batch_size : int
     max_epochs : int
     checkpoint_epochs : iterable of int
@@ -374,7 +383,7 @@ def train(
     unknown = sorted({whole for whole, _ in evaluation_parts.values()} - set(evaluation_sets))
     if unknown:
         raise ValueError(f"evaluation_parts name unknown evaluation set(s) {unknown}; the sets are: {sorted(evaluation_sets)}.")
-    opt = make_optimizer(optimizer, model.parameters(), learning_rate, momentum, device)
+    opt = make_optimizer(optimizer, model.parameters(), learning_rate, momentum, device, weight_decay)
     loss = nn.CrossEntropyLoss() if loss is None else loss
     checkpoint_epochs = set(checkpoint_epochs)
     checkpoints, rows, best_state, start = {}, [], None, time.perf_counter()
@@ -393,7 +402,9 @@ def train(
         if keep_best is not None and _best_epoch(rows, keep_best) == epoch:
             best_state = _state_copy(model, device)
 
-    record(0, float("nan"), predict(model, x_train, eval_batch_size))
+    initial_predictions = predict(model, x_train, eval_batch_size)
+    record(0, float("nan"), initial_predictions)
+    learned_epoch = _learned_since(torch.full_like(y_given, -1), initial_predictions == y_given, 0)
     train_predictions = torch.empty_like(y_given)
     orders = epoch_orders(len(y_given), seed)
     stopped = stop(rows)
@@ -414,6 +425,7 @@ def train(
             total += batch_loss.detach() * len(index)
             train_predictions[index] = logits.detach().argmax(dim=1)
         record(epoch, float(total) / len(order), train_predictions)
+        learned_epoch = _learned_since(learned_epoch, train_predictions == y_given, epoch)
         stopped = stop(rows)
         bar.update()
         bar.set_postfix({name: f"{rows[-1][name]:.3f}" for name in ("train_accuracy", "test_accuracy") if name in rows[-1]})
@@ -424,7 +436,14 @@ def train(
         model.load_state_dict(best_state)
     model.eval()
     full_pass = float((predict(model, x_train, eval_batch_size) == y_given).float().mean())
-    return TrainingResult(pd.DataFrame(rows), checkpoints, bool(stopped), best_epoch, full_pass)
+    return TrainingResult(pd.DataFrame(rows), checkpoints, bool(stopped), best_epoch, full_pass, learned_epoch.cpu())
+
+
+def _learned_since(learned_epoch: torch.Tensor, fitted: torch.Tensor, epoch: int) -> torch.Tensor:
+    """Update each point's epoch of learning: kept while it stays fitted, ``epoch`` when it
+    becomes fitted, -1 when it is not."""
+    newly = fitted & (learned_epoch < 0)
+    return torch.where(fitted, torch.where(newly, epoch, learned_epoch), -1)
 
 
 def _state_copy(model: nn.Module, device) -> dict:

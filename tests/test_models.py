@@ -80,3 +80,22 @@ def test_unknown_model_and_bad_shapes_are_rejected():
         build_model("mlp", (64,), 10)
     with pytest.raises(ValueError, match="num_classes must be an integer >= 2"):
         build_model("mlp", (1, 8, 8), 1)
+
+
+@pytest.mark.parametrize("model_name", ["mlp", "cnn"])
+def test_dropout_follows_each_dense_layer_and_rate_zero_is_the_papers_model(model_name):
+    torch.manual_seed(0)
+    plain = build_model(model_name, (1, 28, 28), 10)
+    torch.manual_seed(0)
+    zero = build_model(model_name, (1, 28, 28), 10, dropout=0.0)
+    assert plain.state_dict().keys() == zero.state_dict().keys()
+    assert not any(isinstance(m, torch.nn.Dropout) for m in zero.modules())
+    torch.manual_seed(0)
+    dropped = build_model(model_name, (1, 28, 28), 10, dropout=0.5)
+    n_dense = sum(name.startswith("fc") for name in probe_layers(dropped))
+    assert sum(isinstance(m, torch.nn.Dropout) for m in dropped.modules()) == n_dense
+    x = torch.randn(4, 1, 28, 28)
+    dropped.eval()
+    assert torch.equal(dropped(x), plain.eval()(x))  # same weights; dropout is off in evaluation
+    with pytest.raises(ValueError, match=r"dropout must be a rate in \[0, 1\), got 1"):
+        build_model(model_name, (1, 28, 28), 10, dropout=1)

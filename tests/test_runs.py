@@ -30,14 +30,14 @@ def test_keys_normalize_values():
 
 
 def test_adding_a_defaulted_field_keeps_existing_keys():
-    extended = dataclasses.make_dataclass("Extended", [("dropout", float, 0.0)], bases=(RunConfig,), frozen=True)
+    extended = dataclasses.make_dataclass("Extended", [("label_smoothing", float, 0.0)], bases=(RunConfig,), frozen=True)
     assert extended(seed=3).key() == RunConfig(seed=3).key()
-    assert extended(seed=3, dropout=0.5).key() != RunConfig(seed=3).key()
+    assert extended(seed=3, label_smoothing=0.5).key() != RunConfig(seed=3).key()
 
 
 def test_the_default_key_is_stable():
     # Changing this key orphans every cached run: it must change only with CACHE_VERSION.
-    assert RunConfig().key() == "eceedcc70476165a"
+    assert RunConfig().key() == "b04e1e6ab9d3f1f6"
 
 
 @pytest.mark.parametrize(
@@ -49,6 +49,9 @@ def test_the_default_key_is_stable():
         ({"corruption_degree": 2}, r"corruption degree must be a number in \[0, 1\], got 2"),
         ({"seed": 0.5}, "seed must be an integer, got 0.5"),
         ({"learning_rate": "fast"}, "learning_rate must be a number, got 'fast'"),
+        ({"dropout": 1.0}, r"dropout must be a rate in \[0, 1\), got 1.0"),
+        ({"model": "resnet18", "dropout": 0.5}, "dropout is built into models mlp, cnn only, not 'resnet18'"),
+        ({"weight_decay": -0.1}, "weight_decay must be >= 0, got -0.1"),
     ],
 )
 def test_bad_configs_are_rejected(changes, message):
@@ -178,3 +181,37 @@ def test_tables_stack_runs(tmp_path):
     assert summary.full_pass_train_accuracy.between(0, 1).all()
     history = runs.history_table(grid)
     assert len(history) == 4 and set(history.corruption_degree) == {0.0, 0.4}
+
+
+def test_a_run_stored_before_a_field_was_added_is_still_the_same_run(tmp_path):
+    config = FAST.replace(max_epochs=1)
+    cached = runs.run(config, artifacts_dir=tmp_path, device="cpu", progress=False)
+    stored = json.loads((cached.path / "config.json").read_text())
+    assert stored["dropout"] == 0.0
+    (cached.path / "config.json").write_text(json.dumps({k: v for k, v in stored.items() if k not in ("dropout", "weight_decay")}))
+    again = runs.run(config, artifacts_dir=tmp_path, device="cpu", progress=False)
+    assert again.path == cached.path
+    with pytest.raises(StaleArtifactError, match="made by another configuration"):  # not at the default: another run
+        (cached.path / "config.json").write_text(json.dumps({**stored, "dropout": 0.5}))
+        runs.run(config, artifacts_dir=tmp_path, device="cpu", progress=False)
+
+
+def test_per_example_learning_epochs_are_stored(tmp_path):
+    cached = runs.run(FAST, artifacts_dir=tmp_path, device="cpu", progress=False)
+    learned = cached.learned_epoch
+    assert learned.shape == (400,) and learned.min() >= -1 and learned.max() <= cached.summary["epochs"]
+    # A point counts as learned iff its running prediction fits its label at the last epoch.
+    assert np.mean(learned >= 0) == pytest.approx(cached.history.train_accuracy.iloc[-1])
+    (cached.path / "examples.npz").unlink()
+    with pytest.raises(FileNotFoundError, match="stored before per-example records"):
+        cached.learned_epoch
+
+
+def test_regularized_runs_are_other_runs(tmp_path):
+    config = FAST.replace(model="mlp", max_epochs=2)
+    plain = runs.run(config, artifacts_dir=tmp_path, device="cpu", progress=False)
+    dropped = runs.run(config.replace(dropout=0.5), artifacts_dir=tmp_path, device="cpu", progress=False)
+    decayed = runs.run(config.replace(weight_decay=0.01), artifacts_dir=tmp_path, device="cpu", progress=False)
+    assert len({plain.path, dropped.path, decayed.path}) == 3
+    assert any(isinstance(m, torch.nn.Dropout) for m in dropped.model.modules())
+    assert not plain.history.drop(columns="seconds").equals(decayed.history.drop(columns="seconds"))

@@ -29,7 +29,8 @@ def fit(labels, model="cnn", **kwargs):
 
 
 def test_memorizes_corrupted_digits_to_the_target():
-    network, result = fit(corrupted(0.4))
+    labels = corrupted(0.4)
+    network, result = fit(labels)
     last = result.history.iloc[-1]
     assert result.stopped and last.train_accuracy == 1.0
     # The running accuracy scores each point before its batch's update; the final model, in one
@@ -42,6 +43,31 @@ def test_memorizes_corrupted_digits_to_the_target():
     # Clean points are learned before the corrupted ones are memorized (Arpit et al. 2017).
     clean_learned = result.history[result.history.clean_accuracy > 0.8].iloc[0]
     assert clean_learned.corrupted_accuracy_given < 0.3
+    # Every point is fitted at the end, each from some epoch on; the wrong labels later.
+    learned, wrong = result.learned_epoch.numpy(), (labels.numpy() != DIGITS.y_train.numpy())
+    assert (learned >= 0).all() and learned.max() <= result.epochs
+    assert np.median(learned[wrong]) > np.median(learned[~wrong])
+
+
+def test_learned_epoch_is_the_start_of_the_last_fitted_streak():
+    from memnotebooks.training import _learned_since
+
+    fitted = torch.tensor([[0, 1, 1, 0], [1, 1, 0, 0], [1, 0, 1, 0]], dtype=torch.bool)  # epochs 0, 1, 2 × 4 points
+    learned = torch.full((4,), -1)
+    for epoch, row in enumerate(fitted):
+        learned = _learned_since(learned, row, epoch)
+    # fitted from epoch 1 on / forgotten at the end / forgotten, then refitted at 2 / never fitted
+    assert learned.tolist() == [1, -1, 2, -1]
+
+
+def test_weight_decay_shrinks_the_weights_and_bad_values_are_rejected():
+    labels = corrupted(0.4)
+    plain, _ = fit(labels, max_epochs=5)
+    decayed, _ = fit(labels, max_epochs=5, weight_decay=0.1)
+    norm = lambda network: sum(float(p.detach().norm() ** 2) for p in network.parameters())
+    assert norm(decayed) < norm(plain)
+    with pytest.raises(ValueError, match="weight_decay must be a number >= 0, got -1"):
+        fit(labels, max_epochs=1, weight_decay=-1)
 
 
 def test_history_checkpoints_and_determinism():
