@@ -123,6 +123,7 @@ def layerwise_evaluation(
     variance_threshold: float = 0.99,
     max_components: int | None = None,
     fit_corruption_degree: float | None = None,
+    epoch: int | None = None,
 ) -> pd.DataFrame:
     """Decode probe layers of a run with each probe, fitted on corrupted and on true labels.
 
@@ -148,15 +149,19 @@ def layerwise_evaluation(
         Fit the ``corrupted`` labels of this degree (same seed and mode) instead of those the run
         was trained on: the paper's control, a generalized network (degree 0) decoded with
         corrupted-label subspaces. The clean/corrupted training sets stay the run's own.
+    epoch : int, optional
+        Decode the network as it was at this epoch (one of the run's ``checkpoint_epochs``)
+        instead of the final one.
 
     Returns
     -------
     DataFrame
-        Columns ``dataset``, ``model``, ``corruption_degree``, ``seed``, ``layer``,
-        ``layer_index``, ``probe``, ``fit_labels``, ``fit_corruption_degree``, ``split``,
-        ``target``, ``accuracy``, ``n_points``.
+        Columns ``dataset``, ``model``, ``corruption_degree``, ``seed`` (and ``epoch``, when
+        given), ``layer``, ``layer_index``, ``probe``, ``fit_labels``, ``fit_corruption_degree``,
+        ``split``, ``target``, ``accuracy``, ``n_points``.
     """
-    layers = check_layers(run_.model, layers)
+    model = run_.model if epoch is None else run_.checkpoint(epoch)
+    layers = check_layers(model, layers)
     unknown = [p for p in probes if p not in PROBES]
     if unknown:
         raise ValueError(f"Unknown probe(s) {unknown}; choose from: {', '.join(PROBES)}.")
@@ -172,6 +177,7 @@ def layerwise_evaluation(
             "fit_labels": which,
             "fit_corruption_degree": None if fit_corruption_degree is None or which == "true" else fit_degree,
             "protocol": PROTOCOL,
+            **({} if epoch is None else {"epoch": int(epoch)}),  # absent for the final model: its keys predate checkpoints
         }
         for layer in layers
         for probe in probes
@@ -181,10 +187,10 @@ def layerwise_evaluation(
     fresh = {}
     if missing:
         sets = evaluation_sets(run_)
-        device = next(run_.model.parameters()).device
+        device = next(model.parameters()).device
         for layer in dict.fromkeys(layer for layer, _, _ in missing):  # each layer extracted once
             activations = {
-                source: extract_activations(run_.model, x, [layer], output_device=device)[layer]
+                source: extract_activations(model, x, [layer], output_device=device)[layer]
                 for source, x in (("train", run_.dataset.x_train), ("test", run_.dataset.x_test))
             }
             for key in [key for key in missing if key[0] == layer]:
@@ -197,9 +203,9 @@ def layerwise_evaluation(
         for key, recipe in recipes.items()
     ]
     table = pd.concat(frames, ignore_index=True)
-    table["layer_index"] = table.layer.map(list(run_.model.probe_layers).index)
+    table["layer_index"] = table.layer.map(list(model.probe_layers).index)
     columns = ["layer", "layer_index", "probe", "fit_labels", "fit_corruption_degree", "split", "target", "accuracy", "n_points"]
-    identity = config_columns(run_)
+    identity = {**config_columns(run_), **({} if epoch is None else {"epoch": int(epoch)})}
     return table[columns].assign(**identity)[list(identity) + columns]
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
-__all__ = ["MODELS", "MLP", "CNN", "AlexNet", "ResNet18", "build_model", "evaluation_mode", "probe_layers"]
+__all__ = ["MODELS", "MLP", "CNN", "AlexNet", "ResNet18", "build_model", "evaluation_mode", "probe_layers", "rewind", "weight_layers"]
 
 
 def _dense(in_features: int, out_features: int, dropout: float = 0.0) -> nn.Sequential:
@@ -222,3 +222,37 @@ def evaluation_mode(model: nn.Module):
     finally:
         for module, training in modes:
             module.training = training
+
+
+def weight_layers(model: nn.Module) -> list[str]:
+    """The model's layers with weights, input to output: each convolution and linear layer, by
+    its module name (a batch norm belongs to the convolution before it). These are the layers
+    :func:`rewind` counts from the output."""
+    return [name for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear))]
+
+
+def rewind(model: nn.Module, state: dict, n_layers: int) -> nn.Module:
+    """Reset the last ``n_layers`` weight layers of ``model`` to their values in ``state``.
+
+    Stephenson et al. (2021) rewind the layers nearest the output of a memorizing network to an
+    early epoch, keeping the rest, to locate memorization. ``model`` is changed in place and
+    returned.
+
+    Parameters
+    ----------
+    model : nn.Module
+    state : dict
+        A state dict of the same architecture (e.g. a run's checkpoint).
+    n_layers : int
+        How many of :func:`weight_layers`, counted from the output, to reset; 0 changes nothing.
+        Batch norms after a reset convolution are reset with it (parameters and statistics).
+    """
+    layers = weight_layers(model)
+    if isinstance(n_layers, bool) or not isinstance(n_layers, int) or not 0 <= n_layers <= len(layers):
+        raise ValueError(f"n_layers must be an integer from 0 to {len(layers)} (the model's weight layers: {', '.join(layers)}), got {n_layers!r}.")
+    names = [name for name, _ in model.named_modules()]
+    first = names.index(layers[-n_layers]) if n_layers else len(names)
+    reset = set(names[first:])  # every module from the first reset layer on, in registration order
+    keys = [key for key in model.state_dict() if key.rpartition(".")[0] in reset]
+    model.load_state_dict({key: state[key] for key in keys}, strict=False)
+    return model

@@ -48,6 +48,7 @@ __all__ = [
     "make_optimizer",
     "memory_format",
     "paper_settings",
+    "per_example_gradient_norms",
     "predict",
     "train",
 ]
@@ -92,6 +93,45 @@ def paper_settings(model: str, dataset: str) -> dict:
         settings["batch_size"] = 32
     settings["target_accuracy"] = TARGET_ACCURACY[dataset]
     return settings
+
+
+def per_example_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Norm of each example's own loss gradient with respect to all the model's parameters.
+
+    The model is evaluated as it is in evaluation mode (no dropout, running batch-norm
+    statistics), so each gradient depends on its example alone; ``torch.func`` computes a batch
+    of them at once (``vmap`` over ``grad`` of the cross-entropy of one example).
+
+    Parameters
+    ----------
+    model : nn.Module
+    x : Tensor of shape (n, ...)
+    y : Tensor of shape (n,), int64
+        The labels whose loss is differentiated (the ones trained on, corrupted or not).
+    batch_size : int
+        Examples per ``vmap`` call.
+
+    Returns
+    -------
+    Tensor of shape (n,), float32, on the CPU
+    """
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} samples but y has {len(y)}.")
+    device = next(model.parameters()).device
+    parameters = {name: p.detach() for name, p in model.named_parameters()}
+    buffers = {name: b.detach() for name, b in model.named_buffers()}
+
+    def loss(params, example, label):
+        logits = torch.func.functional_call(model, (params, buffers), (example.unsqueeze(0),))
+        return nn.functional.cross_entropy(logits, label.unsqueeze(0))
+
+    gradients = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0, 0))
+    norms = []
+    with evaluation_mode(model):
+        for i in range(0, len(x), batch_size):
+            batch = gradients(parameters, x[i : i + batch_size].to(device), y[i : i + batch_size].to(device))
+            norms.append(torch.stack([g.flatten(1).square().sum(dim=1) for g in batch.values()]).sum(dim=0).sqrt().cpu())
+    return torch.cat(norms)
 
 
 def memory_format(model: nn.Module) -> torch.memory_format:

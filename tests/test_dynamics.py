@@ -1,0 +1,71 @@
+"""Learning dynamics and rewinding, on one small memorizing run with checkpoints."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from memnotebooks import dynamics, evaluation, runs
+from memnotebooks.models import build_model, rewind, weight_layers
+
+
+@pytest.fixture(scope="module")
+def memorized(tmp_path_factory):
+    config = runs.RunConfig(corruption_degree=0.6, subset=400, max_epochs=60, checkpoint_epochs=(0, 2, 5))
+    return runs.run(config, artifacts_dir=tmp_path_factory.mktemp("artifacts"), device="cpu", progress=False)
+
+
+def test_clean_examples_are_learned_before_corrupted_ones(memorized):
+    table = dynamics.learning_table([memorized])
+    assert len(table) == 400 and set(table.subset) == {"clean", "corrupted"}
+    assert (table.subset == "corrupted").sum() == memorized.corrupted.sum()
+    median = table[table.learned_epoch >= 0].groupby("subset").learned_epoch.median()
+    assert median["clean"] < median["corrupted"]
+
+
+def test_gradient_norms_per_checkpoint(memorized):
+    table = dynamics.gradient_norm_table(memorized)
+    assert list(table.epoch.unique()) == [0, 2, 5]
+    assert (table.groupby("epoch").n_points.sum() == 400).all() and (table.mean_norm > 0).all()
+    # Once the clean examples are fitted their loss, and so their gradient, is the smaller.
+    at_five = table[table.epoch == 5].set_index("subset").mean_norm
+    assert at_five["clean"] < at_five["corrupted"]
+    with pytest.raises(ValueError, match=r"Epoch\(s\) \[3\] .* were never checkpointed; it kept \[0, 2, 5\]"):
+        dynamics.gradient_norm_table(memorized, epochs=[3])
+
+
+def test_rewind_resets_exactly_the_last_layers():
+    torch.manual_seed(0)
+    final, early = build_model("mlp", (1, 8, 8), 10), build_model("mlp", (1, 8, 8), 10)
+    layers = weight_layers(final)
+    assert layers == ["fc1.0", "fc2.0", "fc3.0", "fc4.0", "classifier"]
+    rewound = rewind(copy.deepcopy(final), early.state_dict(), 2)
+    for key, value in rewound.state_dict().items():
+        source = early if key.startswith(("fc4", "classifier")) else final
+        assert torch.equal(value, source.state_dict()[key]), key
+    with pytest.raises(ValueError, match=r"n_layers must be an integer from 0 to 5 \(the model's weight layers: fc1.0, .*\), got 6"):
+        rewind(rewound, early.state_dict(), 6)
+
+
+def test_rewinding_table(memorized):
+    table = dynamics.rewinding_table(memorized, epochs=[2], depths=[0, 1, 5])
+    assert list(table.layers_rewound) == [0, 1, 5] and list(table.first_rewound) == ["", "classifier", "fc1.0"]
+    memorized_row, everything = table.iloc[0], table.iloc[2]
+    assert memorized_row.test_accuracy == pytest.approx(memorized.summary["test_accuracy"], abs=1e-9)
+    assert memorized_row.corrupted_accuracy_given > 0.9  # the memorized network fits its noise
+    # Rewinding every layer is the epoch-2 network, which has not memorized the noise.
+    early = runs.run(memorized.config, artifacts_dir=memorized.path.parent, device="cpu", progress=False).history.set_index("epoch").loc[2]
+    assert everything.test_accuracy == pytest.approx(early.test_accuracy, abs=1e-9)
+    assert everything.corrupted_accuracy_given < 0.5
+    with pytest.raises(ValueError, match=r"depths \[6\] are out of range: mlp has 5 weight layers"):
+        dynamics.rewinding_table(memorized, epochs=[2], depths=[6])
+
+
+def test_masc_at_a_checkpoint(memorized):
+    at_two = evaluation.layerwise_evaluation(memorized, layers=["fc1"], fit_labels="true", epoch=2)
+    final = evaluation.layerwise_evaluation(memorized, layers=["fc1"], fit_labels="true")
+    assert (at_two.epoch == 2).all() and "epoch" not in final
+    assert not np.allclose(at_two.accuracy, final.accuracy)
+    with pytest.raises(ValueError, match=r"No checkpoint at epoch 3; this run kept \[0, 2, 5\]"):
+        evaluation.layerwise_evaluation(memorized, layers=["fc1"], epoch=3)
