@@ -8,6 +8,8 @@ on the weights, and which layers hold the memorized labels.
   clean against corrupted. Early in training the clean examples agree with one another and the
   corrupted ones do not, so the summed gradient follows the clean ones (Stephenson et al.'s
   analytical point); this measures the per-example side of it.
+- :func:`decoding_over_epochs`: MASC's best-layer test accuracy at each checkpoint beside the
+  network's own, to see when each peaks (latent generalization while memorizing).
 - :func:`rewinding_table`: the last ``L`` weight layers reset to an early checkpoint, the rest
   kept (Stephenson et al. 2021): if generalization comes back when only the last layers are
   rewound, memorization lives there.
@@ -20,11 +22,12 @@ import copy
 import numpy as np
 import pandas as pd
 
+from .evaluation import best_layer_scores, layerwise_evaluation
 from .models import rewind, weight_layers
 from .runs import Run, config_columns
 from .training import per_example_gradient_norms, predict
 
-__all__ = ["gradient_norm_table", "learning_table", "rewinding_table"]
+__all__ = ["decoding_over_epochs", "gradient_norm_table", "learning_table", "rewinding_table"]
 
 
 def _subset(run_: Run) -> np.ndarray:
@@ -133,3 +136,42 @@ def rewinding_table(run_: Run, epochs=None, depths=None) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows).assign(**config_columns(run_))
+
+
+def decoding_over_epochs(runs, epochs=None, fit_labels: str = "corrupted", variance_threshold: float = 0.99) -> pd.DataFrame:
+    """MASC at its best layer and the network itself, on the test set, at each checkpoint.
+
+    At every checkpointed epoch MASC is fitted on each probe layer's training activations
+    (:func:`memnotebooks.evaluation.layerwise_evaluation` with ``epoch``), and the layer chosen
+    both ways of :data:`memnotebooks.evaluation.SELECTIONS` (per epoch, on the mean over the
+    runs' seeds).
+
+    Parameters
+    ----------
+    runs : list of Run
+        Runs with ``checkpoint_epochs``.
+    epochs : list of int, optional
+        Checkpointed epochs every run reached; default those all the runs reached.
+    fit_labels : {"corrupted", "true"}
+    variance_threshold : float in (0, 1]
+
+    Returns
+    -------
+    DataFrame
+        The configuration columns, ``epoch``, ``decoder`` (``"network"`` or ``"MASC"``),
+        ``selection`` (``"test-selected"``/``"validated"``; the network is scored on the whole
+        test set and on the holdout part), ``layer`` and ``accuracy``.
+    """
+    runs = list(runs)
+    shared = sorted(set.intersection(*(set(_checkpoint_epochs(r, None)) for r in runs)))
+    epochs = shared if epochs is None else [e for e in epochs if all(e in _checkpoint_epochs(r, [e]) for r in runs)]
+    frames = []
+    for epoch in epochs:
+        decoding = pd.concat([layerwise_evaluation(r, fit_labels=fit_labels, variance_threshold=variance_threshold, epoch=epoch) for r in runs])
+        frames.append(best_layer_scores(decoding).assign(epoch=epoch, decoder="MASC"))
+        for r in runs:
+            row = r.history.set_index("epoch").loc[epoch]
+            for selection, column in (("test-selected", "test_accuracy"), ("validated", "test_holdout_accuracy")):
+                frames.append(pd.DataFrame([{**config_columns(r), "epoch": epoch, "decoder": "network", "selection": selection, "layer": "output", "accuracy": row[column]}]))
+    columns = ["dataset", "model", "corruption_degree", "seed", "epoch", "decoder", "selection", "layer", "accuracy"]
+    return pd.concat(frames, ignore_index=True)[columns]

@@ -69,3 +69,16 @@ def test_masc_at_a_checkpoint(memorized):
     assert not np.allclose(at_two.accuracy, final.accuracy)
     with pytest.raises(ValueError, match=r"No checkpoint at epoch 3; this run kept \[0, 2, 5\]"):
         evaluation.layerwise_evaluation(memorized, layers=["fc1"], epoch=3)
+
+
+def test_decoding_over_epochs(memorized):
+    table = dynamics.decoding_over_epochs([memorized], epochs=[0, 5])
+    assert set(table.epoch) == {0, 5} and set(table.decoder) == {"network", "MASC"}
+    network = table[(table.decoder == "network") & (table.selection == "test-selected")].set_index("epoch").accuracy
+    assert network[5] == pytest.approx(memorized.history.set_index("epoch").test_accuracy[5])
+    masc = table[(table.decoder == "MASC") & (table.selection == "test-selected")].set_index("epoch").accuracy
+    layerwise = evaluation.layerwise_evaluation(memorized, fit_labels="corrupted", epoch=5)
+    assert masc[5] == layerwise[layerwise.split == "test"].accuracy.max()  # the paper's best layer
+    assert network[0] < 0.3 < masc[0]  # an untrained network guesses; its input still decodes
+    with pytest.raises(ValueError, match="never checkpointed"):
+        dynamics.decoding_over_epochs([memorized], epochs=[4])
