@@ -10,6 +10,10 @@ on the weights, and which layers hold the memorized labels.
   analytical point); this measures the per-example side of it.
 - :func:`decoding_over_epochs`: MASC's best-layer test accuracy at each checkpoint beside the
   network's own, to see when each peaks (latent generalization while memorizing).
+- :func:`manifold_table`: the mean-field capacity, radius and dimension
+  (:func:`memnotebooks.geometry.manifold_analysis`) of each layer's class manifolds, for the clean
+  examples and for the corrupted ones grouped by the labels they were given and by their true
+  labels, at the end of training or at checkpoints (Stephenson et al. 2021).
 - :func:`rewinding_table`: the last ``L`` weight layers reset to an early checkpoint, the rest
   kept (Stephenson et al. 2021): if generalization comes back when only the last layers are
   rewound, memorization lives there.
@@ -22,12 +26,25 @@ import copy
 import numpy as np
 import pandas as pd
 
+from .activations import check_layers, extract_activations
 from .evaluation import best_layer_scores, layerwise_evaluation
+from .geometry import manifold_analysis
 from .models import rewind, weight_layers
-from .runs import Run, config_columns
+from .runs import Run, RunConfig, config_columns, history_table, summary_table
 from .training import per_example_gradient_norms, predict
 
-__all__ = ["decoding_over_epochs", "gradient_norm_table", "learning_table", "rewinding_table"]
+__all__ = [
+    "decoding_over_epochs",
+    "gradient_norm_table",
+    "learning_summary",
+    "learning_table",
+    "manifold_table",
+    "MANIFOLD_GROUPS",
+    "rewinding_table",
+    "setting_label",
+    "settings_history",
+    "settings_summary",
+]
 
 
 def _subset(run_: Run) -> np.ndarray:
@@ -51,6 +68,42 @@ def learning_table(runs) -> pd.DataFrame:
         for r in runs
     ]
     return pd.concat(frames, ignore_index=True)
+
+
+def learning_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`learning_table` per degree and subset: the median and 90th percentile of the epoch
+    of learning over the examples learned, and the share never learned for good."""
+    learned = table[table.learned_epoch >= 0].groupby(["corruption_degree", "subset"]).learned_epoch
+    summary = pd.DataFrame({"median epoch": learned.median(), "90th percentile": learned.quantile(0.9)})
+    summary["share not learned"] = (table.learned_epoch < 0).groupby([table.corruption_degree, table.subset]).mean()
+    return summary
+
+
+def setting_label(config: RunConfig) -> str:
+    """A short name of what a run changes from the paper's clean training: the data's noise
+    (mode and degree) and the regularizers, e.g. ``"random labels (p = 1.0)"`` or
+    ``"dropout 0.5"``; ``"real data"`` when it changes nothing."""
+    noise = {"uniform": "random labels", "permute": "permuted labels", "random_inputs": "random inputs"}
+    parts = [f"{noise[config.corruption_mode]} (p = {config.corruption_degree})"] if config.corruption_degree else []
+    parts += [f"dropout {config.dropout}"] if config.dropout else []
+    parts += [f"weight decay {config.weight_decay:g}"] if config.weight_decay else []
+    return ", ".join(parts) or "real data"
+
+
+def settings_history(runs) -> pd.DataFrame:
+    """:func:`memnotebooks.runs.history_table` with a ``setting`` column (:func:`setting_label`)."""
+    runs = list(runs)
+    return pd.concat([history_table([r]).assign(setting=setting_label(r.config)) for r in runs], ignore_index=True)
+
+
+def settings_summary(runs) -> pd.DataFrame:
+    """Per setting (:func:`setting_label`), mean over seeds of the epochs trained, whether the
+    target was reached, and the final accuracies on the clean and corrupted training examples and
+    on the test set."""
+    runs = list(runs)
+    table = summary_table(runs).assign(setting=[setting_label(r.config) for r in runs])
+    columns = ["epochs", "reached_target", "clean_accuracy", "corrupted_accuracy_given", "test_accuracy"]
+    return table.groupby("setting", sort=False)[columns].mean().round(3).rename(columns={"reached_target": "share reaching the target"})
 
 
 def _checkpoint_epochs(run_: Run, epochs) -> list[int]:
@@ -175,3 +228,74 @@ def decoding_over_epochs(runs, epochs=None, fit_labels: str = "corrupted", varia
                 frames.append(pd.DataFrame([{**config_columns(r), "epoch": epoch, "decoder": "network", "selection": selection, "layer": "output", "accuracy": row[column]}]))
     columns = ["dataset", "model", "corruption_degree", "seed", "epoch", "decoder", "selection", "layer", "accuracy"]
     return pd.concat(frames, ignore_index=True)[columns]
+
+
+MANIFOLD_GROUPS = {
+    "clean": ("clean", "given"),
+    "corrupted, given labels": ("corrupted", "given"),
+    "corrupted, true labels": ("corrupted", "true"),
+}
+"""The manifolds :func:`manifold_table` measures: which training examples, grouped by which
+labels. The corrupted examples grouped by their given labels are what the network memorizes;
+grouped by their true labels, what it would have to generalize."""
+
+
+def _manifold_examples(run_: Run, points_per_class: int, seed: int) -> dict:
+    """Per manifold group, up to ``points_per_class`` examples of each label (drawn once, with
+    ``seed``, so every layer and epoch measures the same points) and their labels. Labels with
+    fewer than two examples make no manifold, and a group of fewer than two manifolds is left out."""
+    rng = np.random.default_rng(seed)
+    corrupted = run_.corrupted
+    labels = {"given": run_.train_labels.numpy(), "true": run_.dataset.y_train.numpy()}
+    chosen = {}
+    for group, (subset, which) in MANIFOLD_GROUPS.items():
+        pool = np.flatnonzero(corrupted if subset == "corrupted" else ~corrupted)
+        picked = [rng.permutation(pool[labels[which][pool] == c])[:points_per_class] for c in np.unique(labels[which][pool])]
+        picked = [index for index in picked if len(index) >= 2]
+        if len(picked) >= 2:
+            index = np.sort(np.concatenate(picked))
+            chosen[group] = (index, labels[which][index])
+    return chosen
+
+
+def manifold_table(run_: Run, layers=None, epochs=None, points_per_class: int = 50, n_t: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Mean-field capacity, radius and dimension of the class manifolds of each layer.
+
+    For each group of :data:`MANIFOLD_GROUPS` (with at least two classes of at least two points)
+    and each probe layer, :func:`memnotebooks.geometry.manifold_analysis` of up to
+    ``points_per_class`` training examples per class, the same examples at every layer and
+    epoch.
+
+    Parameters
+    ----------
+    run_ : Run
+    layers : list of str, optional
+        Probe layers; default all.
+    epochs : list of int, optional
+        Checkpointed epochs; default the final network only.
+    points_per_class : int
+        Examples per manifold (the cost grows with it; Stephenson et al. use 50).
+    n_t, seed : int
+        Gaussian draws per manifold, and the seed of the draws and of the examples chosen.
+
+    Returns
+    -------
+    DataFrame
+        One row per epoch, layer, group and class: the configuration columns, ``epoch``,
+        ``layer``, ``layer_index``, ``group``, ``label``, ``n_points``, ``capacity``,
+        ``radius``, ``dimension``.
+    """
+    if isinstance(points_per_class, bool) or not isinstance(points_per_class, (int, np.integer)) or points_per_class < 2:
+        raise ValueError(f"points_per_class must be an integer >= 2, got {points_per_class!r}.")
+    layers = check_layers(run_.model, layers)
+    groups = _manifold_examples(run_, points_per_class, seed)
+    models = {run_.summary["epochs"]: run_.model} if epochs is None else {e: run_.checkpoint(e) for e in _checkpoint_epochs(run_, epochs)}
+    rows = []
+    for epoch, model in models.items():
+        for group, (index, labels) in groups.items():
+            activations = extract_activations(model, run_.dataset.x_train[index], layers)
+            for layer in layers:
+                table = manifold_analysis(activations[layer].numpy(), labels, n_t=n_t, seed=seed)
+                rows.append(table.assign(epoch=epoch, layer=layer, layer_index=list(run_.model.probe_layers).index(layer), group=group))
+    columns = ["epoch", "layer", "layer_index", "group", "label", "n_points", "capacity", "radius", "dimension"]
+    return pd.concat(rows, ignore_index=True)[columns].assign(**config_columns(run_))

@@ -16,13 +16,17 @@ __all__ = [
     "PROBE_NAMES",
     "baselines",
     "decoding_by_layer",
+    "decoding_over_epochs",
     "final_accuracies",
+    "gradient_norms",
     "label_matrix",
     "layer_embeddings",
     "layer_geometry",
+    "learning_epochs",
     "layer_widths",
     "paper_comparison",
     "probe_comparison",
+    "regularization",
     "relabel_accuracy",
     "relabel_labels",
     "threshold_sweep",
@@ -95,29 +99,31 @@ def wrong_fraction(table: pd.DataFrame, ax=None):
     return ax
 
 
-def training_curves(history: pd.DataFrame, columns=None):
-    """Accuracy per epoch on each subset, one panel per corruption degree.
+def training_curves(history: pd.DataFrame, columns=None, panel: str = "corruption_degree", panel_title: str = "p = {col_name}"):
+    """Accuracy per epoch on each subset, one panel per value of ``panel`` (the corruption
+    degree by default; e.g. a :class:`memnotebooks.runs.RunConfig` field that
+    :func:`memnotebooks.runs.history_table` added), titled by ``panel_title``.
 
     ``history`` is :func:`memnotebooks.runs.history_table`'s output.
     """
     columns = list(columns or ACCURACY_LABELS)
-    long = history.melt(id_vars=["epoch", "corruption_degree", "seed"], value_vars=columns, var_name="subset", value_name="accuracy")
+    long = history.melt(id_vars=["epoch", panel, "seed"], value_vars=columns, var_name="subset", value_name="accuracy")
     long["subset"] = long["subset"].map(ACCURACY_LABELS)
     grid = sns.relplot(
         long.dropna(subset="accuracy"),
         x="epoch",
         y="accuracy",
         hue="subset",
-        col="corruption_degree",
+        col=panel,
         kind="line",
-        col_wrap=min(3, history["corruption_degree"].nunique()),
+        col_wrap=min(3, history[panel].nunique()),
         height=2.6,
         aspect=1.1,
         errorbar=SPREAD,
         facet_kws={"sharex": False},
     )
     sns.move_legend(grid, "upper center", bbox_to_anchor=(0.45, 0.0), ncol=2, title=None, frameon=False)
-    grid.set_titles("p = {col_name}")
+    grid.set_titles(panel_title)
     grid.set(ylim=(0, 1.02))
     for ax in grid.axes.flat:
         ax.xaxis.get_major_locator().set_params(integer=True)
@@ -348,3 +354,75 @@ def paper_comparison(comparison: pd.DataFrame, selection: str = "test-selected",
     axes[0, 0].set_ylabel("test accuracy")
     axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False)
     return fig
+
+
+SUBSET_COLOURS = {"clean": "tab:blue", "corrupted": "tab:red"}
+"""Colours of the clean and the corrupted training examples."""
+
+
+def learning_epochs(table: pd.DataFrame):
+    """Share of each subset's examples learned for good by each epoch (an ECDF of the epoch of
+    learning), clean against corrupted, one panel per corruption degree; all seeds pooled.
+
+    ``table`` is :func:`memnotebooks.dynamics.learning_table`'s output; examples never fitted
+    (epoch -1) keep the curve below 1.
+    """
+    degrees = sorted(table.corruption_degree.unique())
+    fig, axes = plt.subplots(1, len(degrees), figsize=(3.6 * len(degrees) + 1.6, 3.2), squeeze=False, sharey=True, layout="constrained")
+    for ax, degree in zip(axes[0], degrees):
+        part = table[table.corruption_degree == degree]
+        for subset, rows in part.groupby("subset"):
+            epochs = rows.learned_epoch.where(rows.learned_epoch >= 0, float("inf")).sort_values()
+            share = pd.Series(range(1, len(epochs) + 1), index=epochs.values) / len(epochs)
+            ax.step(share.index, share.values, where="post", color=SUBSET_COLOURS[subset], label=f"{subset} ({len(rows) // part.seed.nunique()} a run)")
+        ax.set(title=f"p = {degree}", xlabel="epoch", ylim=(0, 1.02))
+        ax.legend(fontsize="small", frameon=False, loc="lower right")
+    axes[0, 0].set_ylabel("share learned for good")
+    return fig
+
+
+def gradient_norms(table: pd.DataFrame, ax=None):
+    """Mean per-example gradient norm at each checkpoint, clean against corrupted (line style:
+    corruption degree); mean and spread over seeds.
+
+    ``table`` is :func:`memnotebooks.dynamics.gradient_norm_table`'s output, stacked over runs.
+    """
+    ax = _axes(ax, (6.5, 3.6))
+    sns.lineplot(table, x="epoch", y="mean_norm", hue="subset", palette=SUBSET_COLOURS, style="corruption_degree", markers=True, errorbar=SPREAD, ax=ax)
+    ax.set(xlabel="epoch", ylabel="mean ‖∇ loss‖ of one example")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False)
+    return ax
+
+
+def regularization(history: pd.DataFrame, setting: str = "setting"):
+    """Per regularization setting (hue), the corrupted examples' training accuracy on their given
+    labels (left) and the test accuracy (right) over epochs; mean and spread over seeds.
+
+    ``history`` is :func:`memnotebooks.runs.history_table`'s output with a ``setting`` column.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True, layout="constrained")
+    for ax, column, title in zip(axes, ["corrupted_accuracy_given", "test_accuracy"], ["corrupted examples, given labels (memorized)", "test set (generalized)"]):
+        sns.lineplot(history, x="epoch", y=column, hue=setting, errorbar=SPREAD, ax=ax, legend=ax is axes[-1])
+        ax.set(title=title, ylabel="accuracy", ylim=(0, 1.02))
+    sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False)
+    return fig
+
+
+def decoding_over_epochs(table: pd.DataFrame, selection: str = "validated"):
+    """Test accuracy of the network and of MASC at its best layer at each checkpoint, one panel
+    per corruption degree; mean and spread over seeds.
+
+    ``table`` is :func:`memnotebooks.dynamics.decoding_over_epochs`'s output; ``selection`` picks
+    how MASC's layer is chosen (and the network's matching split).
+    """
+    shown = table[table.selection == selection]
+    grid = sns.relplot(
+        shown, x="epoch", y="accuracy", hue="decoder", col="corruption_degree", kind="line", marker="o",
+        errorbar=SPREAD, height=3.0, aspect=1.2, facet_kws={"sharex": False},
+    )
+    grid.set_titles("p = {col_name}")
+    grid.set(ylim=(0, 1.02), ylabel=f"test accuracy ({selection})")
+    for ax in grid.axes.flat:
+        ax.set_xscale("symlog", linthresh=1)
+    sns.move_legend(grid, "upper left", bbox_to_anchor=(1.0, 0.9), title=None, frameon=False)
+    return grid.figure

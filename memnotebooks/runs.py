@@ -462,6 +462,10 @@ def summary_table(runs) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def history_table(runs) -> pd.DataFrame:
-    """All runs' per-epoch histories, stacked, with the configuration columns."""
-    return pd.concat([r.history.assign(**config_columns(r)) for r in runs], ignore_index=True)
+def history_table(runs, fields=()) -> pd.DataFrame:
+    """All runs' per-epoch histories, stacked, with the configuration columns and the
+    :class:`RunConfig` ``fields`` named (e.g. ``["corruption_mode", "dropout"]``) as more columns."""
+    unknown = [f for f in fields if f not in RunConfig.__dataclass_fields__]
+    if unknown:
+        raise ValueError(f"Unknown RunConfig field(s) {unknown}; the fields are: {', '.join(RunConfig.__dataclass_fields__)}.")
+    return pd.concat([r.history.assign(**config_columns(r), **{f: getattr(r.config, f) for f in fields}) for r in runs], ignore_index=True)

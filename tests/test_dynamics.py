@@ -3,6 +3,7 @@
 import copy
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -82,3 +83,33 @@ def test_decoding_over_epochs(memorized):
     assert network[0] < 0.3 < masc[0]  # an untrained network guesses; its input still decodes
     with pytest.raises(ValueError, match="never checkpointed"):
         dynamics.decoding_over_epochs([memorized], epochs=[4])
+
+
+def test_setting_labels_and_summaries(memorized):
+    base = runs.RunConfig()
+    assert dynamics.setting_label(base) == "real data"
+    assert dynamics.setting_label(base.replace(corruption_degree=1.0, corruption_mode="permute")) == "permuted labels (p = 1.0)"
+    assert dynamics.setting_label(base.replace(corruption_degree=0.6, dropout=0.5, weight_decay=0.01)) == "random labels (p = 0.6), dropout 0.5, weight decay 0.01"
+    summary = dynamics.settings_summary([memorized])
+    assert list(summary.index) == ["random labels (p = 0.6)"]
+    assert summary.loc["random labels (p = 0.6)", "test_accuracy"] == pytest.approx(memorized.summary["test_accuracy"], abs=5e-4)
+    history = dynamics.settings_history([memorized])
+    assert (history.setting == "random labels (p = 0.6)").all() and len(history) == memorized.summary["epochs"] + 1
+    learning = dynamics.learning_summary(dynamics.learning_table([memorized]))
+    assert learning.loc[(0.6, "clean"), "median epoch"] < learning.loc[(0.6, "corrupted"), "median epoch"]
+    assert learning["share not learned"].between(0, 1).all()
+    with pytest.raises(ValueError, match=r"Unknown RunConfig field\(s\) \['width'\]"):
+        runs.history_table([memorized], fields=["width"])
+
+
+def test_manifold_table(memorized):
+    table = dynamics.manifold_table(memorized, layers=["input", "fc4"], epochs=[0, 5], points_per_class=10, n_t=50)
+    assert set(table.group) == set(dynamics.MANIFOLD_GROUPS) and set(table.epoch) == {0, 5}
+    assert (table.n_points <= 10).all() and (table.capacity > 0).all()
+    # The input layer does not depend on the weights: the same points give the same measures.
+    first, second = (table[(table.layer == "input") & (table.epoch == e)].drop(columns="epoch").reset_index(drop=True) for e in (0, 5))
+    pd.testing.assert_frame_equal(first, second)
+    final = dynamics.manifold_table(memorized, layers=["fc4"], points_per_class=10, n_t=50)
+    assert set(final.epoch) == {memorized.summary["epochs"]}
+    with pytest.raises(ValueError, match="points_per_class must be an integer >= 2, got 1"):
+        dynamics.manifold_table(memorized, points_per_class=1)
