@@ -116,7 +116,7 @@ def _checkpoint_epochs(run_: Run, epochs) -> list[int]:
     return list(epochs)
 
 
-def gradient_norm_table(run_: Run, epochs=None, batch_size: int = 256) -> pd.DataFrame:
+def gradient_norm_table(run_: Run, epochs=None, batch_size: int | None = None) -> pd.DataFrame:
     """Per checkpoint, the mean and median norm of the training examples' own loss gradients
     (on the labels trained on), clean and corrupted apart.
 
@@ -125,8 +125,9 @@ def gradient_norm_table(run_: Run, epochs=None, batch_size: int = 256) -> pd.Dat
     run_ : Run
     epochs : list of int, optional
         Checkpointed epochs; default every one the run reached.
-    batch_size : int
-        Examples per vectorized gradient computation.
+    batch_size : int, optional
+        Examples per vectorized gradient computation (default: as memory allows, see
+        :func:`memnotebooks.training.per_example_gradient_norms`).
 
     Returns
     -------

@@ -37,6 +37,7 @@ from .devices import resolve_device
 from .models import evaluation_mode
 
 __all__ = [
+    "GRADIENT_MEMORY",
     "OPTIMIZERS",
     "PAPER_SETTINGS",
     "TARGET_ACCURACY",
@@ -95,7 +96,11 @@ def paper_settings(model: str, dataset: str) -> dict:
     return settings
 
 
-def per_example_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+GRADIENT_MEMORY = 2**29
+"""Bytes the per-example gradients of one batch may take (:func:`per_example_gradient_norms`)."""
+
+
+def per_example_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """Norm of each example's own loss gradient with respect to all the model's parameters.
 
     The model is evaluated as it is in evaluation mode (no dropout, running batch-norm
@@ -108,8 +113,9 @@ def per_example_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tenso
     x : Tensor of shape (n, ...)
     y : Tensor of shape (n,), int64
         The labels whose loss is differentiated (the ones trained on, corrupted or not).
-    batch_size : int
-        Examples per ``vmap`` call.
+    batch_size : int, optional
+        Examples per ``vmap`` call; default as many as fit :data:`GRADIENT_MEMORY` (each example
+        holds a gradient the size of the model).
 
     Returns
     -------
@@ -117,6 +123,8 @@ def per_example_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tenso
     """
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} samples but y has {len(y)}.")
+    if batch_size is None:
+        batch_size = max(1, GRADIENT_MEMORY // (4 * sum(p.numel() for p in model.parameters())))
     device = next(model.parameters()).device
     parameters = {name: p.detach() for name, p in model.named_parameters()}
     buffers = {name: b.detach() for name, b in model.named_buffers()}
