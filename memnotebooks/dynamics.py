@@ -116,7 +116,7 @@ def _checkpoint_epochs(run_: Run, epochs) -> list[int]:
     return list(epochs)
 
 
-def gradient_norm_table(run_: Run, epochs=None, batch_size: int | None = None) -> pd.DataFrame:
+def gradient_norm_table(run_: Run, epochs=None, max_examples: int | None = 200, seed: int = 0, batch_size: int | None = None) -> pd.DataFrame:
     """Per checkpoint, the mean and median norm of the training examples' own loss gradients
     (on the labels trained on), clean and corrupted apart.
 
@@ -125,6 +125,11 @@ def gradient_norm_table(run_: Run, epochs=None, batch_size: int | None = None) -
     run_ : Run
     epochs : list of int, optional
         Checkpointed epochs; default every one the run reached.
+    max_examples : int, optional
+        Examples drawn (with ``seed``, the same at every epoch) from each subset: the means are
+        estimates from them, since one example's gradient is as large as the model. ``None``
+        takes every example.
+    seed : int
     batch_size : int, optional
         Examples per vectorized gradient computation (default: as memory allows, see
         :func:`memnotebooks.training.per_example_gradient_norms`).
@@ -135,14 +140,19 @@ def gradient_norm_table(run_: Run, epochs=None, batch_size: int | None = None) -
         The configuration columns, ``epoch``, ``subset``, ``mean_norm``, ``median_norm``,
         ``n_points``.
     """
+    rng = np.random.default_rng(seed)
     subsets = _subset(run_)
+    chosen = {}
+    for subset in ("clean", "corrupted"):
+        members = np.flatnonzero(subsets == subset)
+        if len(members):
+            chosen[subset] = np.sort(rng.permutation(members)[:max_examples] if max_examples is not None else members)
     rows = []
     for epoch in _checkpoint_epochs(run_, epochs):
-        norms = per_example_gradient_norms(run_.checkpoint(epoch), run_.dataset.x_train, run_.train_labels, batch_size).numpy()
-        for subset in ("clean", "corrupted"):
-            chosen = norms[subsets == subset]
-            if len(chosen):
-                rows.append({"epoch": epoch, "subset": subset, "mean_norm": chosen.mean(), "median_norm": np.median(chosen), "n_points": len(chosen)})
+        model = run_.checkpoint(epoch)
+        for subset, index in chosen.items():
+            norms = per_example_gradient_norms(model, run_.dataset.x_train[index], run_.train_labels[index], batch_size).numpy()
+            rows.append({"epoch": epoch, "subset": subset, "mean_norm": norms.mean(), "median_norm": np.median(norms), "n_points": len(index)})
     return pd.DataFrame(rows).assign(**config_columns(run_))
 
 

@@ -60,9 +60,14 @@ def default_artifacts_dir() -> Path:
 
 
 def git_commit() -> str | None:
-    """The git commit of the package's checkout (for provenance records), or ``None`` outside one."""
-    result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
-    return result.stdout.strip() or None
+    """The git commit of the package's checkout (for provenance records), with ``-dirty``
+    appended when tracked files differ from it, or ``None`` outside a checkout."""
+    here = Path(__file__).parent
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=here).stdout.strip()
+    if not head:
+        return None
+    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=here).stdout.strip()
+    return head + ("-dirty" if changed else "")
 
 
 def normalize(value):

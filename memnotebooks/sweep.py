@@ -234,24 +234,26 @@ def main(argv=None) -> int:
             print(f"{'done ' if job.done else 'to do'}  {job.output}")
         print(f"{sum(job.done for job in jobs)} of {len(jobs)} done")
         return 0
-    started = time.time()
+    started, commit = time.time(), git_commit()  # the code the kernels import as they start
     failures = run_jobs(jobs, args.jobs, args.kernel)
-    _record(Path(args.runs_dir) / str(sweep["name"]), sweep, argv, started, index, count)
+    _record(Path(args.runs_dir) / str(sweep["name"]), sweep, argv, started, commit, index, count)
     print(f"{len(jobs) - len(failures)} of {len(jobs)} notebooks done, {len(failures)} failed")
     for job, error in failures:
         print(f"FAILED {job.output}\n  {error.splitlines()[-1] if error else ''}\n  (full error: {job.error_file})", file=sys.stderr)
     return 1 if failures else 0
 
 
-def _record(folder: Path, sweep: dict, argv, started: float, index: int, count: int) -> None:
+def _record(folder: Path, sweep: dict, argv, started: float, commit: str | None, index: int, count: int) -> None:
     """Append this invocation to ``<folder>/sweep.json``: the sweep, the command line, the code's
-    git commit and the wall time, read by :mod:`memnotebooks.report` for its provenance."""
+    git commit when it started and the wall time, read by :mod:`memnotebooks.report` for its
+    provenance. (Each kernel imports the package as its notebook starts: a checkout changed during
+    a sweep runs its later notebooks with other code.)"""
     record_file = folder / "sweep.json"
     record = json.loads(record_file.read_text()) if record_file.is_file() else {"sweep": normalize(sweep), "invocations": []}
     record["invocations"].append(
         {
             "command": "memnotebooks-sweep " + " ".join(sys.argv[1:] if argv is None else argv),
-            "commit": git_commit(),
+            "commit": commit,
             "shard": f"{index}/{count}",
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
             "wall_seconds": round(time.time() - started, 1),

@@ -26,9 +26,12 @@ def test_clean_examples_are_learned_before_corrupted_ones(memorized):
 
 
 def test_gradient_norms_per_checkpoint(memorized):
-    table = dynamics.gradient_norm_table(memorized)
+    table = dynamics.gradient_norm_table(memorized, max_examples=None)
     assert list(table.epoch.unique()) == [0, 2, 5]
     assert (table.groupby("epoch").n_points.sum() == 400).all() and (table.mean_norm > 0).all()
+    sampled = dynamics.gradient_norm_table(memorized, epochs=[5], max_examples=50)
+    assert list(sampled.n_points) == [50, 50]
+    assert sampled.mean_norm.tolist() == pytest.approx(table[table.epoch == 5].mean_norm.tolist(), rel=0.5)
     # Once the clean examples are fitted their loss, and so their gradient, is the smaller.
     at_five = table[table.epoch == 5].set_index("subset").mean_norm
     assert at_five["clean"] < at_five["corrupted"]

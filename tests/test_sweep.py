@@ -1,5 +1,6 @@
 """Batch runs of the chapters: expansion, sharding, bad input, and a real sweep killed and resumed."""
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import nbformat
 import pytest
 
 from memnotebooks import sweep
+from memnotebooks.store import git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,6 +87,9 @@ def test_a_sweep_killed_midway_resumes_without_running_anything_twice(tmp_path):
     after = {path.name: start_time(path) for path in folder.glob("[!.]*.ipynb")}
     assert sorted(after) == ["example_degree=0.2.ipynb", "example_degree=0.4.ipynb", "example_degree=0.6.ipynb"]
     assert all(after[name] == started for name, started in finished.items())  # nothing finished ran twice
+    # The killed invocation recorded nothing; the resumed one its command and the code it started with.
+    (invocation,) = json.loads((tmp_path / "runs" / "tiny" / "sweep.json").read_text())["invocations"]
+    assert invocation["commit"] == git_commit() and invocation["command"].endswith(f"--runs-dir {tmp_path / 'runs'}")
 
 
 @pytest.mark.notebooks
