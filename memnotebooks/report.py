@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import sys
+import textwrap
 from importlib import resources
 from pathlib import Path
 
@@ -41,6 +43,7 @@ __all__ = [
     "main",
     "paper_table",
     "provenance",
+    "provenance_commands",
     "provenance_overview",
     "provenance_table",
     "side_by_side",
@@ -254,9 +257,9 @@ def chosen_layers(runs_table: pd.DataFrame) -> pd.DataFrame:
 
 
 def provenance_overview(records: dict) -> pd.DataFrame:
-    """One column per report: the sweep, how its runs were launched (each sweep invocation's
-    command, and the wall time of them all), the commit, the device(s), the report command and the
-    note, if any."""
+    """One column per report: its runs, device(s), torch version(s), the training time summed over
+    runs, the sweep's wall time, and the commits the sweep started from and the report was
+    written at (:func:`provenance_commands` gives the commands themselves)."""
     rows = []
     for sweep, record in records.items():
         invocations = record.get("invocations", [])
@@ -268,13 +271,25 @@ def provenance_overview(records: dict) -> pd.DataFrame:
                 "torch": "; ".join(sorted({str(r["torch"]) for r in record["runs"]})),
                 "training hours (sum over runs)": round(record["total_seconds"] / 3600, 2),
                 "sweep wall hours": round(sum(i.get("wall_seconds", 0.0) for i in invocations) / 3600, 2) if invocations else None,
-                "sweep commands": " ; ".join(sorted({i["command"] for i in invocations})),
-                "report command": record["command"],
-                "commit": (record.get("commit") or "unknown")[:10],
-                "note": record.get("note", ""),
+                "sweep commit(s)": ", ".join(sorted({(i.get("commit") or "unknown")[:10] for i in invocations})) or "unknown",
+                "report commit": (record.get("commit") or "unknown")[:10],
             }
         )
     return pd.DataFrame(rows).set_index("sweep").T
+
+
+def provenance_commands(records: dict) -> str:
+    """The commands behind each report, as typed (each sweep invocation, then the report's), and
+    the note recorded with it, as text."""
+    blocks = []
+    for sweep, record in records.items():
+        lines = [f"# {sweep}"]
+        lines += [f"{i['command']}    # started {i.get('started', '?')}, {i.get('wall_seconds', float('nan')) / 60:.0f} min" for i in record.get("invocations", [])]
+        lines.append(record["command"])
+        if record.get("note"):
+            lines.append(textwrap.fill(f"note: {record['note']}", width=100, subsequent_indent="  "))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def side_by_side(table: pd.DataFrame, selection: str = "test-selected") -> pd.DataFrame:
@@ -335,7 +350,11 @@ def main(argv=None) -> None:
     extra = json.loads(sweep_file.read_text()) if sweep_file.is_file() else {}  # the sweep and its invocations
     if args.note:
         extra["note"] = args.note
-    command = "python -m memnotebooks.report " + " ".join(sys.argv[1:] if argv is None else argv)
+    typed = list(sys.argv[1:] if argv is None else argv)
+    if args.note:  # its text is kept as the note, not twice
+        note_at = next(i for i, word in enumerate(typed) if word == "--note" or word.startswith("--note="))
+        typed[note_at : note_at + (1 if "=" in typed[note_at] else 2)] = ["--note", "NOTE"]
+    command = "python -m memnotebooks.report " + shlex.join(typed)
     folder = write_report(args.output or sweep_dir / "report", runs_, command, **extra)
     print(load_report(folder)[0].to_string(index=False))
     print(f"report: {folder}")

@@ -99,6 +99,7 @@ def test_report_command_line(cache, tmp_path, capsys):
         (cache / "sweep.json").unlink()
     _, record = report.load_report(tmp_path / "out", sweep="tiny")
     assert record["note"] == "2 kernels x 1 thread" and record["invocations"] == [{"wall_seconds": 12.0}]
+    assert record["command"] == f"python -m memnotebooks.report {cache} --output {tmp_path / 'out'} --note NOTE"
     assert "report: " in capsys.readouterr().out
     with pytest.raises(SystemExit):
         report.main([str(tmp_path / "empty")])
@@ -106,7 +107,7 @@ def test_report_command_line(cache, tmp_path, capsys):
 
 def test_several_reports_read_together(cache, tmp_path):
     found = report.trained_runs(cache)
-    invocations = [{"command": "memnotebooks-sweep tiny.yaml", "wall_seconds": 1800.0}]
+    invocations = [{"command": "memnotebooks-sweep tiny.yaml", "wall_seconds": 1800.0, "commit": "abcdef1234567", "started": "2026-11-26T15:05:38"}]
     for name in ("first", "second"):
         report.write_report(tmp_path / name, found, f"python -m memnotebooks.report {name}", sweep={"name": name}, invocations=invocations)
     table, runs_table, records = report.load_reports({"first": tmp_path / "first", "second": tmp_path / "second"})
@@ -115,7 +116,10 @@ def test_several_reports_read_together(cache, tmp_path):
     overview = report.provenance_overview(records)
     assert list(overview.columns) == ["first", "second"]
     assert overview.loc["sweep wall hours", "first"] == 0.5 and overview.loc["runs", "second"] == 4
-    assert overview.loc["report command", "second"] == "python -m memnotebooks.report second"
+    assert overview.loc["sweep commit(s)", "first"] == "abcdef1234"
+    commands = report.provenance_commands(records)
+    assert "memnotebooks-sweep tiny.yaml    # started 2026-11-26T15:05:38, 30 min" in commands
+    assert "# second" in commands and "python -m memnotebooks.report second" in commands
     layers = report.chosen_layers(runs_table[runs_table.sweep == "first"])
     assert layers.shape == (2, 4) and set(layers.stack(level=[0, 1]).unique()) <= {"input", *probe_layers(found[0].model)}
     with pytest.raises(StaleArtifactError, match="comes from sweep 'first', not 'second'"):
