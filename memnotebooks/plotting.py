@@ -25,6 +25,7 @@ __all__ = [
     "learning_epochs",
     "layer_widths",
     "paper_comparison",
+    "paper_differences",
     "probe_comparison",
     "regularization",
     "relabel_accuracy",
@@ -331,8 +332,9 @@ def relabel_labels(table: pd.DataFrame, methods=None):
 
 def paper_comparison(comparison: pd.DataFrame, selection: str = "test-selected", labels=None):
     """Ours against the paper's, per model and dataset (one panel each): the network's test
-    accuracy and MASC's at the best layer with corrupted and true subspaces across degrees; ours
-    filled with one-std error bars over seeds, the paper's hollow and dashed, in the same colour.
+    accuracy and MASC's at the best layer with corrupted and true subspaces across degrees, in %;
+    ours filled (with one-std error bars over seeds where there are several), the paper's hollow
+    and dashed, in the same colour.
 
     ``comparison`` is :func:`memnotebooks.report.comparison`'s table; ``selection`` says how
     MASC's layer was chosen (``"test-selected"``, the paper's, or ``"validated"``); ``labels``
@@ -342,18 +344,47 @@ def paper_comparison(comparison: pd.DataFrame, selection: str = "test-selected",
     labels = dict(labels or {measure: measure for measure in comparison.measure.unique()})
     shown = comparison[comparison.selection.isin(["final", selection])]
     pairs = list(shown.groupby(["model", "dataset"]).groups)
-    fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs) + 2.2, 4.0), squeeze=False, sharey=True, layout="constrained")
+    fig, axes = plt.subplots(1, len(pairs), figsize=(6.5 * len(pairs), 4.4), squeeze=False, sharey=True, layout="constrained")
     colours = dict(zip(labels, sns.color_palette(n_colors=len(labels))))
     for ax, (model, dataset) in zip(axes[0], pairs):
         pair = shown[(shown.model == model) & (shown.dataset == dataset)].sort_values("corruption_degree")
+        handles = []  # ours and the paper's, measure by measure: a legend column per measure
         for measure, label in labels.items():
             rows = pair[pair.measure == measure]
-            ax.errorbar(rows.corruption_degree, rows["mean"], yerr=rows["std"].fillna(0), color=colours[measure], marker="o", capsize=3, label=f"{label}: ours")
-            ax.plot(rows.corruption_degree, rows.paper, color=colours[measure], marker="o", markerfacecolor="white", linestyle="--", label=f"{label}: paper")
-        ax.set(title=f"{model}, {dataset}", xlabel="corruption degree p", xticks=sorted(pair.corruption_degree.unique()), ylim=(0, 1.02))
-    axes[0, 0].set_ylabel("test accuracy")
-    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False)
+            spread = 100 * rows["std"] if rows["std"].notna().any() else None
+            handles.append(ax.errorbar(rows.corruption_degree, 100 * rows["mean"], yerr=spread, color=colours[measure], marker="o", capsize=3, label=f"{label}: ours"))
+            handles += ax.plot(rows.corruption_degree, 100 * rows.paper, color=colours[measure], marker="o", markersize=9, markerfacecolor="none", linestyle="--", label=f"{label}: paper")
+        seeds = "/".join(str(n) for n in sorted(pair.seeds.unique()))
+        ax.set(title=f"{model}, {dataset} ({seeds} seed{'s' if seeds != '1' else ''})", xlabel="corruption degree p", xticks=sorted(pair.corruption_degree.unique()), ylim=(0, 100))
+    axes[0, 0].set_ylabel("test accuracy (%)")
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(labels), fontsize="small", frameon=False)
     return fig
+
+
+def paper_differences(comparison: pd.DataFrame, labels=None, tolerance: float = 3.0, ax=None):
+    """Ours minus the paper's, in percentage points (each rounded to 0.1 first), per degree and
+    measure; MASC's layer chosen on the test set (filled) and on the validation part (hollow).
+    The band is ``± tolerance`` points.
+
+    ``comparison`` is :func:`memnotebooks.report.comparison`'s table of one model and dataset;
+    ``labels`` as in :func:`paper_comparison`.
+    """
+    labels = dict(labels or {measure: measure for measure in comparison.measure.unique()})
+    ax = _axes(ax, (7.0, 4.2))
+    colours = dict(zip(labels, sns.color_palette(n_colors=len(labels))))
+    table = comparison.assign(points=(100 * comparison["mean"]).round(1) - (100 * comparison.paper).round(1))
+    ax.axhspan(-tolerance, tolerance, color="0.9", zorder=0, label=f"within ±{tolerance:g} points")
+    ax.axhline(0, color="0.5", linewidth=0.8)
+    offsets = dict(zip(labels, (-0.02, 0.0, 0.02)))
+    for measure, label in labels.items():
+        for selection, filled in (("final", True), ("test-selected", True), ("validated", False)):
+            rows = table[(table.measure == measure) & (table.selection == selection)].sort_values("corruption_degree")
+            if len(rows):
+                name = label if selection == "final" else f"{label}, layer {selection}"
+                ax.plot(rows.corruption_degree + offsets.get(measure, 0), rows.points, marker="o", linestyle="none", color=colours[measure], markersize=7, markerfacecolor=colours[measure] if filled else "none", label=name)
+    ax.set(xlabel="corruption degree p", ylabel="ours − paper (points)", xticks=sorted(table.corruption_degree.unique()))
+    ax.figure.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize="small", frameon=False)
+    return ax
 
 
 SUBSET_COLOURS = {"clean": "tab:blue", "corrupted": "tab:red"}

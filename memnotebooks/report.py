@@ -252,8 +252,9 @@ def load_reports(reports: dict) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
 def chosen_layers(runs_table: pd.DataFrame) -> pd.DataFrame:
     """The layer MASC read at each degree, per fitting labels and selection (the seeds of a
     degree share it: it is chosen on their mean), from :func:`load_runs`'s table."""
-    masc = runs_table[runs_table.measure.isin(["masc_corrupted", "masc_true"])]
-    return masc.pivot_table(index=["model", "dataset", "corruption_degree"], columns=["measure", "selection"], values="layer", aggfunc="first")
+    masc = runs_table[runs_table.measure.isin(["masc_corrupted", "masc_true"])].assign(measure=lambda t: t.measure.map(MEASURES))
+    layers = masc.pivot_table(index=["model", "dataset", "corruption_degree"], columns=["measure", "selection"], values="layer", aggfunc="first")
+    return layers.rename_axis(index={"corruption_degree": "p"})
 
 
 def provenance_overview(records: dict) -> pd.DataFrame:
@@ -296,6 +297,10 @@ def side_by_side(table: pd.DataFrame, selection: str = "test-selected") -> pd.Da
     """:func:`comparison`'s rows as a display table: one row per model, dataset, degree and measure,
     with ours as mean ± std, the paper's number and the difference in percentage points.
 
+    Both numbers are rounded to 0.1 points before they are subtracted, so the difference is that
+    of the numbers shown. Index levels and columns that hold one value only (one model, one
+    dataset, one seed count) are left out; say what they are around the table.
+
     Parameters
     ----------
     table : DataFrame
@@ -307,21 +312,23 @@ def side_by_side(table: pd.DataFrame, selection: str = "test-selected") -> pd.Da
     if selection not in selections:
         raise ValueError(f"selection must be one of {sorted(selections)}, got {selection!r}.")
     rows = table[table.selection.isin(["final", selection])].copy()
-    rows["measure"] = pd.Categorical(rows.measure.map(MEASURES), list(MEASURES.values()))
-    ours = (100 * rows["mean"]).map("{:.1f}".format) + (" ± " + (100 * rows["std"]).map("{:.1f}".format)).where(rows.seeds > 1, "")
+    ours, paper = (100 * rows["mean"]).round(1), (100 * rows.paper).round(1)
+    spread = (" ± " + (100 * rows["std"]).round(1).map("{:.1f}".format)).where(rows.seeds > 1, "")
     shown = pd.DataFrame(
         {
             "model": rows.model,
             "dataset": rows.dataset,
             "p": rows.corruption_degree,
-            "measure": rows.measure,
-            "ours (%)": ours,
+            "measure": pd.Categorical(rows.measure.map(MEASURES), list(MEASURES.values())),
+            "ours (%)": ours.map("{:.1f}".format) + spread,
             "seeds": rows.seeds,
-            "paper (%)": (100 * rows.paper).round(1),
-            "difference (points)": (100 * rows.difference).round(1),
+            "paper (%)": paper,
+            "difference (points)": (ours - paper).round(1),
         }
     )
-    return shown.sort_values(["model", "dataset", "p", "measure"]).set_index(["model", "dataset", "p", "measure"])
+    keys = [key for key in ("model", "dataset") if shown[key].nunique() > 1] + ["p", "measure"]
+    shown = shown.drop(columns=[c for c in ("model", "dataset", "seeds") if shown[c].nunique() == 1 and c not in keys])
+    return shown.sort_values(keys).set_index(keys)
 
 
 def provenance_table(record: dict) -> pd.DataFrame:
@@ -331,7 +338,7 @@ def provenance_table(record: dict) -> pd.DataFrame:
     runs_ = pd.DataFrame(record["runs"])
     runs_["minutes"] = (runs_.pop("seconds") / 60).round(1)
     columns = ["model", "dataset", "corruption_degree", "seed", "device", "epochs", "reached_target", "minutes"]
-    return runs_[columns].rename(columns={"corruption_degree": "p"})
+    return runs_[columns].rename(columns={"corruption_degree": "p"}).set_index(["model", "dataset", "p", "seed"])
 
 
 def main(argv=None) -> None:
