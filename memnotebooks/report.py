@@ -279,16 +279,24 @@ def provenance_overview(records: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("sweep").T
 
 
-def provenance_commands(records: dict) -> str:
-    """The commands behind each report, as typed (each sweep invocation, then the report's), and
-    the note recorded with it, as text."""
+def provenance_commands(records: dict, width: int = 78) -> str:
+    """The commands behind each report, as typed (each sweep invocation with its start and wall
+    time, then the report's), and the note recorded with it, as text of lines at most ``width``
+    long (commands wrapped with shell line continuations)."""
+
+    def command(text: str) -> str:
+        lines = textwrap.wrap(text, width - 2, break_long_words=False, break_on_hyphens=False, subsequent_indent="    ")
+        return " \\\n".join(lines)
+
     blocks = []
     for sweep, record in records.items():
         lines = [f"# {sweep}"]
-        lines += [f"{i['command']}    # started {i.get('started', '?')}, {i.get('wall_seconds', float('nan')) / 60:.0f} min" for i in record.get("invocations", [])]
-        lines.append(record["command"])
+        for invocation in record.get("invocations", []):
+            lines.append(f"# started {invocation.get('started', '?')}, {invocation.get('wall_seconds', float('nan')) / 60:.0f} min:")
+            lines.append(command(invocation["command"]))
+        lines += ["# then:", command(record["command"])]
         if record.get("note"):
-            lines.append(textwrap.fill(f"note: {record['note']}", width=100, subsequent_indent="  "))
+            lines.append(textwrap.fill(f"# note: {record['note']}", width=width, subsequent_indent="#   "))
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
@@ -334,11 +342,14 @@ def side_by_side(table: pd.DataFrame, selection: str = "test-selected") -> pd.Da
 def provenance_table(record: dict) -> pd.DataFrame:
     """One row per run of a report's provenance: what it ran on, how many epochs and minutes it
     trained, and whether it reached its training-accuracy target (see :func:`provenance_overview`
-    for the commands, commit and torch version)."""
+    for the commands, commit and torch version). The model and dataset are index levels only
+    where the report holds several."""
     runs_ = pd.DataFrame(record["runs"])
     runs_["minutes"] = (runs_.pop("seconds") / 60).round(1)
     columns = ["model", "dataset", "corruption_degree", "seed", "device", "epochs", "reached_target", "minutes"]
-    return runs_[columns].rename(columns={"corruption_degree": "p"}).set_index(["model", "dataset", "p", "seed"])
+    keys = [key for key in ("model", "dataset") if runs_[key].nunique() > 1] + ["p", "seed"]
+    shown = runs_[columns].rename(columns={"corruption_degree": "p", "reached_target": "reached target"})
+    return shown.drop(columns=[key for key in ("model", "dataset") if key not in keys]).set_index(keys)
 
 
 def main(argv=None) -> None:

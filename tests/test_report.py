@@ -122,7 +122,8 @@ def test_several_reports_read_together(cache, tmp_path):
     assert overview.loc["sweep wall hours", "first"] == 0.5 and overview.loc["runs", "second"] == 4
     assert overview.loc["sweep commit(s)", "first"] == "abcdef1234"
     commands = report.provenance_commands(records)
-    assert "memnotebooks-sweep tiny.yaml    # started 2026-11-26T15:05:38, 30 min" in commands
+    assert "# started 2026-11-26T15:05:38, 30 min:\nmemnotebooks-sweep tiny.yaml" in commands
+    assert max(len(line) for line in commands.splitlines()) <= 78
     assert "# second" in commands and "python -m memnotebooks.report second" in commands
     layers = report.chosen_layers(runs_table[runs_table.sweep == "first"])
     assert layers.shape == (2, 4) and set(layers.stack(level=[0, 1]).unique()) <= {"input", *probe_layers(found[0].model)}
