@@ -202,7 +202,7 @@ def rewinding_table(run_: Run, epochs=None, depths=None) -> pd.DataFrame:
     return pd.DataFrame(rows).assign(**config_columns(run_))
 
 
-def decoding_over_epochs(runs, epochs=None, fit_labels: str = "corrupted", variance_threshold: float = 0.99) -> pd.DataFrame:
+def decoding_over_epochs(runs, epochs=None, fit_labels: str = "corrupted", layers=None, variance_threshold: float = 0.99) -> pd.DataFrame:
     """MASC at its best layer and the network itself, on the test set, at each checkpoint.
 
     At every checkpointed epoch MASC is fitted on each probe layer's training activations
@@ -217,6 +217,9 @@ def decoding_over_epochs(runs, epochs=None, fit_labels: str = "corrupted", varia
     epochs : list of int, optional
         Checkpointed epochs every run reached; default those all the runs reached.
     fit_labels : {"corrupted", "true"}
+    layers : list of str, optional
+        Probe layers MASC may choose from; default all. Each is fitted at every epoch, and a wide
+        layer costs a ``d × d`` eigendecomposition per class.
     variance_threshold : float in (0, 1]
 
     Returns
@@ -231,7 +234,7 @@ def decoding_over_epochs(runs, epochs=None, fit_labels: str = "corrupted", varia
     epochs = shared if epochs is None else [e for e in epochs if all(e in _checkpoint_epochs(r, [e]) for r in runs)]
     frames = []
     for epoch in epochs:
-        decoding = pd.concat([layerwise_evaluation(r, fit_labels=fit_labels, variance_threshold=variance_threshold, epoch=epoch) for r in runs])
+        decoding = pd.concat([layerwise_evaluation(r, layers=layers, fit_labels=fit_labels, variance_threshold=variance_threshold, epoch=epoch) for r in runs])
         frames.append(best_layer_scores(decoding).assign(epoch=epoch, decoder="MASC"))
         for r in runs:
             row = r.history.set_index("epoch").loc[epoch]

@@ -86,6 +86,8 @@ def test_decoding_over_epochs(memorized):
     assert network[0] < 0.3 < masc[0]  # an untrained network guesses; its input still decodes
     with pytest.raises(ValueError, match="never checkpointed"):
         dynamics.decoding_over_epochs([memorized], epochs=[4])
+    narrow = dynamics.decoding_over_epochs([memorized], epochs=[5], layers=["fc1"])
+    assert set(narrow[narrow.decoder == "MASC"].layer) == {"fc1"}
 
 
 def test_setting_labels_and_summaries(memorized):
