@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
-__all__ = ["MODELS", "MLP", "CNN", "AlexNet", "ResNet18", "build_model", "evaluation_mode", "probe_layers", "rewind", "weight_layers"]
+__all__ = ["MODELS", "MLP", "CNN", "AlexNet", "ResNet18", "build_model", "check_dropout", "evaluation_mode", "probe_layers", "rewind", "weight_layers"]
 
 
 def _dense(in_features: int, out_features: int, dropout: float = 0.0) -> nn.Sequential:
@@ -29,7 +29,8 @@ def _dense(in_features: int, out_features: int, dropout: float = 0.0) -> nn.Sequ
     return nn.Sequential(*layers, *([nn.Dropout(dropout)] if dropout else []))
 
 
-def _check_dropout(dropout) -> float:
+def check_dropout(dropout) -> float:
+    """``dropout`` as a float if it is a rate in [0, 1), else a ValueError naming it."""
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a rate in [0, 1), got {dropout!r}.")
     return float(dropout)
@@ -69,7 +70,7 @@ class MLP(nn.Module):
 
     def __init__(self, input_shape, num_classes: int, hidden_sizes=(128, 512, 2048, 2048), dropout: float = 0.0):
         super().__init__()
-        dropout = _check_dropout(dropout)
+        dropout = check_dropout(dropout)
         widths = [math.prod(input_shape), *hidden_sizes]
         self.flatten = nn.Flatten()
         self.hidden_names = [f"fc{i + 1}" for i in range(len(hidden_sizes))]
@@ -95,7 +96,7 @@ class CNN(nn.Module):
 
     def __init__(self, input_shape, num_classes: int, dropout: float = 0.0):
         super().__init__()
-        dropout = _check_dropout(dropout)
+        dropout = check_dropout(dropout)
         channels, layers = input_shape[0], []
         for width in (16, 32, 64):
             layers += _conv(channels, width, kernel_size=3, padding=1) + _conv(width, width, kernel_size=3, padding=1)

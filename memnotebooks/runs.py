@@ -40,9 +40,9 @@ from torch import nn
 from .corruption import MODES, check_degree, corrupt_labels, corrupted_points, randomize_inputs
 from .data import DATASETS, Dataset, default_root, load_dataset, validation_split
 from .devices import describe_device, resolve_device
-from .models import MODELS, build_model
+from .models import MODELS, build_model, check_dropout
 from .store import StaleArtifactError, atomic_write, default_artifacts_dir, normalize, recipe_key
-from .training import StopAtTarget, paper_settings, train
+from .training import StopAtTarget, check_weight_decay, paper_settings, train
 
 __all__ = [
     "FIT_LABELS",
@@ -135,12 +135,10 @@ class RunConfig:
         for name in _REAL_FIELDS:
             set_(name, _real(name, getattr(self, name)))
         set_("checkpoint_epochs", tuple(sorted({_integer("checkpoint_epochs", e) for e in self.checkpoint_epochs})))
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be a rate in [0, 1), got {self.dropout!r}.")
+        set_("dropout", check_dropout(self.dropout))
+        set_("weight_decay", check_weight_decay(self.weight_decay))
         if self.dropout and self.model not in _DROPOUT_MODELS:
             raise ValueError(f"dropout is built into models {', '.join(_DROPOUT_MODELS)} only, not {self.model!r}.")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}.")
 
     def to_dict(self) -> dict:
         """The fields as a JSON-ready dict."""

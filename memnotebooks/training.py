@@ -44,6 +44,7 @@ __all__ = [
     "EarlyStopping",
     "StopAtTarget",
     "TrainingResult",
+    "check_weight_decay",
     "epoch_orders",
     "history_row",
     "make_optimizer",
@@ -271,11 +272,17 @@ def _check_settings(optimizer, learning_rate, batch_size, max_epochs):
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
 
 
+def check_weight_decay(weight_decay) -> float:
+    """``weight_decay`` as a float if it is a number >= 0, else a ValueError naming it."""
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
+        raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}.")
+    return float(weight_decay)
+
+
 def make_optimizer(name: str, parameters, learning_rate: float, momentum: float, device: torch.device, weight_decay: float = 0.0):
     """A fresh ``torch.optim`` optimizer by name (``"sgd"`` or ``"adam"``); ``momentum`` is SGD's,
     ``weight_decay`` the L2 penalty's coefficient (added to the gradient, as Arpit et al.)."""
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
-        raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}.")
+    weight_decay = check_weight_decay(weight_decay)
     # The fused kernels update all parameters in one pass: about 3x faster steps on a CPU.
     fused = device.type in ("cpu", "cuda")
     if name == "sgd":

@@ -51,7 +51,7 @@ def test_the_default_key_is_stable():
         ({"learning_rate": "fast"}, "learning_rate must be a number, got 'fast'"),
         ({"dropout": 1.0}, r"dropout must be a rate in \[0, 1\), got 1.0"),
         ({"model": "resnet18", "dropout": 0.5}, "dropout is built into models mlp, cnn only, not 'resnet18'"),
-        ({"weight_decay": -0.1}, "weight_decay must be >= 0, got -0.1"),
+        ({"weight_decay": -0.1}, "weight_decay must be a number >= 0, got -0.1"),
     ],
 )
 def test_bad_configs_are_rejected(changes, message):
