@@ -334,9 +334,14 @@ def side_by_side(table: pd.DataFrame, selection: str = "test-selected") -> pd.Da
             "difference (points)": (ours - paper).round(1),
         }
     )
-    keys = [key for key in ("model", "dataset") if shown[key].nunique() > 1] + ["p", "measure"]
-    shown = shown.drop(columns=[c for c in ("model", "dataset", "seeds") if shown[c].nunique() == 1 and c not in keys])
+    shown = _without_constant(shown, ["model", "dataset", "seeds"])
+    keys = [key for key in ("model", "dataset") if key in shown] + ["p", "measure"]
     return shown.sort_values(keys).set_index(keys)
+
+
+def _without_constant(table: pd.DataFrame, columns) -> pd.DataFrame:
+    """``table`` without those of ``columns`` that hold a single value (for display)."""
+    return table.drop(columns=[column for column in columns if table[column].nunique() == 1])
 
 
 def provenance_table(record: dict) -> pd.DataFrame:
@@ -347,9 +352,8 @@ def provenance_table(record: dict) -> pd.DataFrame:
     runs_ = pd.DataFrame(record["runs"])
     runs_["minutes"] = (runs_.pop("seconds") / 60).round(1)
     columns = ["model", "dataset", "corruption_degree", "seed", "device", "epochs", "reached_target", "minutes"]
-    keys = [key for key in ("model", "dataset") if runs_[key].nunique() > 1] + ["p", "seed"]
-    shown = runs_[columns].rename(columns={"corruption_degree": "p", "reached_target": "reached target"})
-    return shown.drop(columns=[key for key in ("model", "dataset") if key not in keys]).set_index(keys)
+    shown = _without_constant(runs_[columns], ["model", "dataset"]).rename(columns={"corruption_degree": "p", "reached_target": "reached target"})
+    return shown.set_index([key for key in ("model", "dataset") if key in shown] + ["p", "seed"])
 
 
 def main(argv=None) -> None:
