@@ -240,7 +240,8 @@ class Run:
         """A copy of the model with the weights it had at ``epoch`` (one of ``checkpoint_epochs``)."""
         if epoch not in self.config.checkpoint_epochs:
             raise ValueError(f"No checkpoint at epoch {epoch}; this run kept {list(self.config.checkpoint_epochs)}.")
-        states = torch.load(self.path / "checkpoints.pt", weights_only=True)
+        # Memory-mapped: only the asked-for epoch's tensors are read (the file holds every epoch).
+        states = torch.load(self.path / "checkpoints.pt", weights_only=True, mmap=True)
         if epoch not in states:
             raise ValueError(f"Epoch {epoch} was never reached: training stopped at epoch {self.summary['epochs']}.")
         model = build_run_model(self.config, self.dataset)
