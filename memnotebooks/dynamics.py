@@ -230,8 +230,12 @@ def decoding_over_epochs(runs, epochs=None, fit_labels: str = "corrupted", layer
         test set and on the holdout part), ``layer`` and ``accuracy``.
     """
     runs = list(runs)
-    shared = sorted(set.intersection(*(set(_checkpoint_epochs(r, None)) for r in runs)))
-    epochs = shared if epochs is None else [e for e in epochs if all(e in _checkpoint_epochs(r, [e]) for r in runs)]
+    if epochs is None:
+        epochs = sorted(set.intersection(*(set(_checkpoint_epochs(r, None)) for r in runs)))
+    else:
+        for r in runs:
+            _checkpoint_epochs(r, epochs)  # raises for an epoch a run did not keep
+        epochs = list(epochs)
     frames = []
     for epoch in epochs:
         decoding = pd.concat([layerwise_evaluation(r, layers=layers, fit_labels=fit_labels, variance_threshold=variance_threshold, epoch=epoch) for r in runs])
