@@ -4,10 +4,11 @@ on the weights, and which layers hold the memorized labels.
 - :func:`learning_table`: each training example's epoch of learning (the first epoch from which
   the network fits its label for good), clean against corrupted: Arpit et al. (2017) find the
   real patterns learned first, the noise later.
-- :func:`gradient_norm_table`: the norm of each example's loss gradient at the run's checkpoints,
-  clean against corrupted. Early in training the clean examples agree with one another and the
-  corrupted ones do not, so the summed gradient follows the clean ones (Stephenson et al.'s
-  analytical point); this measures the per-example side of it.
+- :func:`gradient_table`: at the run's checkpoints, how hard each clean and each corrupted example
+  pulls on the weights (its gradient's norm), how much the examples of a subset agree (the
+  coherence of their gradients) and what share of the full-batch step each subset makes. Early
+  in training the clean examples agree with one another and the corrupted ones do not, so the
+  step follows the clean ones (Stephenson et al.'s analytical point), measured.
 - :func:`decoding_over_epochs`: MASC's best-layer test accuracy at each checkpoint beside the
   network's own, to see when each peaks (latent generalization while memorizing).
 - :func:`manifold_table`: the mean-field capacity, radius and dimension
@@ -31,11 +32,11 @@ from .evaluation import best_layer_scores, layerwise_evaluation
 from .geometry import manifold_analysis
 from .models import rewind, weight_layers
 from .runs import Run, RunConfig, config_columns, history_table, summary_table
-from .training import per_example_gradient_norms, predict
+from .training import per_example_gradient_norms, predict, summed_gradient
 
 __all__ = [
     "decoding_over_epochs",
-    "gradient_norm_table",
+    "gradient_table",
     "learning_summary",
     "learning_table",
     "manifold_table",
@@ -116,9 +117,18 @@ def _checkpoint_epochs(run_: Run, epochs) -> list[int]:
     return list(epochs)
 
 
-def gradient_norm_table(run_: Run, epochs=None, max_examples: int | None = 200, seed: int = 0, batch_size: int | None = None) -> pd.DataFrame:
-    """Per checkpoint, the mean and median norm of the training examples' own loss gradients
-    (on the labels trained on), clean and corrupted apart.
+def gradient_table(run_: Run, epochs=None, max_examples: int | None = 200, seed: int = 0, batch_size: int | None = None) -> pd.DataFrame:
+    """Per checkpoint, how the clean and the corrupted training examples pull on the weights.
+
+    Every gradient is of the cross-entropy on the labels trained on, in evaluation mode. Three
+    measures per subset ``s``:
+
+    - ``mean_norm`` (and ``median_norm``): the norm of one example's own gradient ``g_i``;
+    - ``coherence``: ``‖Σ g_i‖ / Σ ‖g_i‖`` over the drawn examples, 1 when they all point the same
+      way and about ``1/√n`` when their directions are unrelated;
+    - ``step_share``: the subset's part of the full-batch gradient ``G = G_clean + G_corrupted``
+      (``G_s`` the sum over the subset's examples, all of them), ``⟨G_s, G⟩ / ‖G‖²``; the shares
+      of the two subsets add up to 1, and the larger one sets the direction of the step.
 
     Parameters
     ----------
@@ -126,9 +136,10 @@ def gradient_norm_table(run_: Run, epochs=None, max_examples: int | None = 200, 
     epochs : list of int, optional
         Checkpointed epochs; default every one the run reached.
     max_examples : int, optional
-        Examples drawn (with ``seed``, the same at every epoch) from each subset: the means are
-        estimates from them, since one example's gradient is as large as the model. ``None``
-        takes every example.
+        Examples drawn (with ``seed``, the same at every epoch) from each subset for the
+        per-example measures, since one example's gradient is as large as the model. A coherence
+        depends on the number of examples, so compare subsets of the same size. ``None`` takes
+        every example.
     seed : int
     batch_size : int, optional
         Examples per vectorized gradient computation (default: as memory allows, see
@@ -138,21 +149,32 @@ def gradient_norm_table(run_: Run, epochs=None, max_examples: int | None = 200, 
     -------
     DataFrame
         The configuration columns, ``epoch``, ``subset``, ``mean_norm``, ``median_norm``,
-        ``n_points``.
+        ``coherence``, ``step_share`` and ``n_points`` (examples drawn).
     """
     rng = np.random.default_rng(seed)
     subsets = _subset(run_)
-    chosen = {}
-    for subset in ("clean", "corrupted"):
-        members = np.flatnonzero(subsets == subset)
-        if len(members):
-            chosen[subset] = np.sort(rng.permutation(members)[:max_examples] if max_examples is not None else members)
+    members = {subset: np.flatnonzero(subsets == subset) for subset in ("clean", "corrupted") if (subsets == subset).any()}
+    chosen = {subset: np.sort(rng.permutation(index)[:max_examples]) for subset, index in members.items()}
+    x, y = run_.dataset.x_train, run_.train_labels
     rows = []
     for epoch in _checkpoint_epochs(run_, epochs):
         model = run_.checkpoint(epoch)
+        totals = {subset: summed_gradient(model, x[index], y[index]) for subset, index in members.items()}
+        full = sum(totals.values())
         for subset, index in chosen.items():
-            norms = per_example_gradient_norms(model, run_.dataset.x_train[index], run_.train_labels[index], batch_size).numpy()
-            rows.append({"epoch": epoch, "subset": subset, "mean_norm": norms.mean(), "median_norm": np.median(norms), "n_points": len(index)})
+            norms = per_example_gradient_norms(model, x[index], y[index], batch_size)
+            sample_sum = summed_gradient(model, x[index], y[index])
+            rows.append(
+                {
+                    "epoch": epoch,
+                    "subset": subset,
+                    "mean_norm": float(norms.mean()),
+                    "median_norm": float(np.median(norms.numpy())),
+                    "coherence": float(sample_sum.norm() / norms.sum()),
+                    "step_share": float(totals[subset] @ full / (full @ full)),
+                    "n_points": len(index),
+                }
+            )
     return pd.DataFrame(rows).assign(**config_columns(run_))
 
 

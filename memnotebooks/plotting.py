@@ -13,12 +13,13 @@ import seaborn as sns
 
 __all__ = [
     "ACCURACY_LABELS",
+    "GRADIENT_MEASURES",
     "PROBE_NAMES",
     "baselines",
     "decoding_by_layer",
     "decoding_over_epochs",
     "final_accuracies",
-    "gradient_norms",
+    "gradients",
     "label_matrix",
     "layer_embeddings",
     "layer_geometry",
@@ -412,17 +413,28 @@ def learning_epochs(table: pd.DataFrame):
     return fig
 
 
-def gradient_norms(table: pd.DataFrame, ax=None):
-    """Mean per-example gradient norm at each checkpoint, clean against corrupted (line style:
-    corruption degree); mean and spread over seeds.
+GRADIENT_MEASURES = {
+    "mean_norm": "‖∇ loss‖ of one example (mean)",
+    "coherence": "coherence ‖Σ g‖ / Σ ‖g‖",
+    "step_share": "share of the full-batch step",
+}
+"""Axis names of :func:`memnotebooks.dynamics.gradient_table`'s measures."""
 
-    ``table`` is :func:`memnotebooks.dynamics.gradient_norm_table`'s output, stacked over runs.
+
+def gradients(table: pd.DataFrame, measures=tuple(GRADIENT_MEASURES)):
+    """Each gradient measure at each checkpoint (one panel each), clean against corrupted (line
+    style: corruption degree); mean and spread over seeds, on a symmetric-log epoch axis.
+
+    ``table`` is :func:`memnotebooks.dynamics.gradient_table`'s output, stacked over runs.
     """
-    ax = _axes(ax, (6.5, 3.6))
-    sns.lineplot(table, x="epoch", y="mean_norm", hue="subset", palette=SUBSET_COLOURS, style="corruption_degree", markers=True, errorbar=SPREAD, ax=ax)
-    ax.set(xlabel="epoch", ylabel="mean ‖∇ loss‖ of one example")
-    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False)
-    return ax
+    measures = list(measures)
+    fig, axes = plt.subplots(1, len(measures), figsize=(3.7 * len(measures), 3.3), squeeze=False, layout="constrained")
+    for ax, measure in zip(axes[0], measures):
+        sns.lineplot(table, x="epoch", y=measure, hue="subset", palette=SUBSET_COLOURS, style="corruption_degree", markers=True, errorbar=SPREAD, ax=ax, legend=ax is axes[0, -1])
+        ax.set(ylabel=GRADIENT_MEASURES[measure])
+        ax.set_xscale("symlog", linthresh=1)
+    sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False)
+    return fig
 
 
 def regularization(history: pd.DataFrame, setting: str = "setting"):

@@ -51,6 +51,7 @@ __all__ = [
     "memory_format",
     "paper_settings",
     "per_example_gradient_norms",
+    "summed_gradient",
     "predict",
     "train",
 ]
@@ -141,6 +142,37 @@ def per_example_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tenso
             batch = gradients(parameters, x[i : i + batch_size].to(device), y[i : i + batch_size].to(device))
             norms.append(torch.stack([g.flatten(1).square().sum(dim=1) for g in batch.values()]).sum(dim=0).sqrt().cpu())
     return torch.cat(norms)
+
+
+def summed_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Gradient of the cross-entropy summed over the examples, with respect to all the model's
+    parameters, in evaluation mode (as :func:`per_example_gradient_norms`).
+
+    Parameters
+    ----------
+    model : nn.Module
+    x : Tensor of shape (n, ...)
+    y : Tensor of shape (n,), int64
+    batch_size : int
+        Examples per forward pass (the sum is accumulated over them).
+
+    Returns
+    -------
+    Tensor of shape (n_parameters,), float32, on the CPU
+        All parameters' gradients flattened in ``named_parameters`` order; zeros for ``n = 0``.
+    """
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} samples but y has {len(y)}.")
+    device = next(model.parameters()).device
+    parameters = list(model.parameters())
+    total = [torch.zeros_like(p) for p in parameters]
+    with evaluation_mode(model):
+        for i in range(0, len(x), batch_size):
+            logits = model(x[i : i + batch_size].to(device))
+            loss = nn.functional.cross_entropy(logits, y[i : i + batch_size].to(device), reduction="sum")
+            for sum_, gradient in zip(total, torch.autograd.grad(loss, parameters)):
+                sum_ += gradient
+    return torch.cat([g.flatten() for g in total]).cpu()
 
 
 def memory_format(model: nn.Module) -> torch.memory_format:

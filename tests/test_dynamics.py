@@ -9,6 +9,7 @@ import torch
 
 from memnotebooks import dynamics, evaluation, runs
 from memnotebooks.models import build_model, rewind, weight_layers
+from memnotebooks.training import per_example_gradient_norms, summed_gradient
 
 
 @pytest.fixture(scope="module")
@@ -25,18 +26,34 @@ def test_clean_examples_are_learned_before_corrupted_ones(memorized):
     assert median["clean"] < median["corrupted"]
 
 
-def test_gradient_norms_per_checkpoint(memorized):
-    table = dynamics.gradient_norm_table(memorized, max_examples=None)
+def test_gradients_per_checkpoint(memorized):
+    table = dynamics.gradient_table(memorized, max_examples=None)
     assert list(table.epoch.unique()) == [0, 2, 5]
     assert (table.groupby("epoch").n_points.sum() == 400).all() and (table.mean_norm > 0).all()
-    sampled = dynamics.gradient_norm_table(memorized, epochs=[5], max_examples=50)
+    assert table.groupby("epoch").step_share.sum().tolist() == pytest.approx([1, 1, 1], abs=1e-4)
+    assert table.coherence.between(0, 1 + 1e-6).all()
+    sampled = dynamics.gradient_table(memorized, epochs=[5], max_examples=50)
     assert list(sampled.n_points) == [50, 50]
     assert sampled.mean_norm.tolist() == pytest.approx(table[table.epoch == 5].mean_norm.tolist(), rel=0.5)
+    # The step shares use every example, whatever the draw.
+    assert sampled.step_share.tolist() == pytest.approx(table[table.epoch == 5].step_share.tolist(), abs=1e-6)
+    # One example agrees with itself.
+    assert dynamics.gradient_table(memorized, epochs=[5], max_examples=1).coherence.tolist() == pytest.approx([1, 1], abs=1e-3)  # float32 sums of 10⁶ squares
     # Once the clean examples are fitted their loss, and so their gradient, is the smaller.
     at_five = table[table.epoch == 5].set_index("subset").mean_norm
     assert at_five["clean"] < at_five["corrupted"]
     with pytest.raises(ValueError, match=r"Epoch\(s\) \[3\] .* were never checkpointed; it kept \[0, 2, 5\]"):
-        dynamics.gradient_norm_table(memorized, epochs=[3])
+        dynamics.gradient_table(memorized, epochs=[3])
+
+
+def test_summed_gradient_is_the_sum_of_the_examples_gradients():
+    torch.manual_seed(0)
+    model, x, y = build_model("mlp", (1, 8, 8), 10), torch.randn(6, 1, 8, 8), torch.randint(0, 10, (6,))
+    one_by_one = sum(summed_gradient(model, x[i : i + 1], y[i : i + 1]) for i in range(6))
+    assert torch.allclose(summed_gradient(model, x, y, batch_size=4), one_by_one, atol=1e-5)
+    assert summed_gradient(model, x[:1], y[:1]).norm() == pytest.approx(float(per_example_gradient_norms(model, x[:1], y[:1])[0]), rel=1e-4)
+    with pytest.raises(ValueError, match="x has 6 samples but y has 5"):
+        summed_gradient(model, x, y[:5])
 
 
 def test_rewind_resets_exactly_the_last_layers():
