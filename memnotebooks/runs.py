@@ -309,6 +309,21 @@ def is_complete(config: RunConfig, artifacts_dir=None) -> bool:
     return (run_path(config, artifacts_dir) / "summary.json").is_file()
 
 
+def _summary(result, device: torch.device) -> dict:
+    """A trained run's ``summary.json``, from its :class:`~memnotebooks.training.TrainingResult`."""
+    last = result.history.iloc[-1]
+    return {
+        "epochs": result.epochs,
+        "reached_target": result.stopped,
+        "train_accuracy": float(last["train_accuracy"]),
+        "full_pass_train_accuracy": result.full_pass_train_accuracy,
+        "test_accuracy": float(last["test_accuracy"]),
+        "seconds": float(last["seconds"]),
+        "device": describe_device(device),
+        "torch": torch.__version__,
+    }
+
+
 def _write_run(path: Path, config: RunConfig, model: nn.Module, result, labels, mask, summary) -> None:
     def write(tmp: Path) -> None:
         tmp.mkdir()
@@ -407,18 +422,7 @@ def run(
             device=device,
             progress=progress,
         )
-        last = result.history.iloc[-1]
-        summary = {
-            "epochs": result.epochs,
-            "reached_target": result.stopped,
-            "train_accuracy": float(last["train_accuracy"]),
-            "full_pass_train_accuracy": result.full_pass_train_accuracy,
-            "test_accuracy": float(last["test_accuracy"]),
-            "seconds": float(last["seconds"]),
-            "device": describe_device(device),
-            "torch": torch.__version__,
-        }
-        _write_run(path, config, model, result, labels, mask, summary)
+        _write_run(path, config, model, result, labels, mask, _summary(result, device))
     model.load_state_dict(torch.load(path / "model.pt", weights_only=True))
     return Run(
         config=config,
@@ -432,9 +436,20 @@ def run(
     )
 
 
-def run_grid(config: RunConfig, degrees=(0.0,), seeds=(0,), **run_kwargs) -> list[Run]:
-    """Runs of ``config`` at every corruption degree and seed (from the cache where possible)."""
-    return [run(config.replace(corruption_degree=d, seed=s), **run_kwargs) for d in degrees for s in seeds]
+def run_grid(config: RunConfig, degrees=(0.0,), seeds=(0,), *, stacked: bool = False, **run_kwargs) -> list[Run]:
+    """Runs of ``config`` at every corruption degree and seed (from the cache where possible).
+
+    With ``stacked=True`` the runs missing from the cache are first trained together as one
+    stacked model (:func:`memnotebooks.stacked.train_stacked`), which warns about the runs it
+    cannot stack (dropout, BatchNorm); those are then trained one by one. ``run_kwargs`` go to
+    :func:`run`.
+    """
+    configs = [config.replace(corruption_degree=d, seed=s) for d in degrees for s in seeds]
+    if stacked:
+        from .stacked import train_stacked  # stacked builds on this module
+
+        train_stacked(list(dict.fromkeys(configs)), **run_kwargs)
+    return [run(c, **run_kwargs) for c in configs]
 
 
 def config_columns(run_: Run) -> dict:
