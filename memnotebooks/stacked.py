@@ -145,9 +145,17 @@ def train_stacked(
             summary = {**_summary(result, device), "stacked_with": len(group)}
             _write_run(run_path(config, artifacts_dir), config, model, result, labels, mask, summary)
     if one_by_one:
-        reasons = "; ".join(f"{c}: {why}" for c, why in one_by_one.items())
-        warnings.warn(f"{len(one_by_one)} run(s) cannot be stacked and train one by one. {reasons}", stacklevel=2)
+        warnings.warn(f"{len(one_by_one)} run(s) cannot be stacked and train one by one. {_by_reason(one_by_one)}", stacklevel=2)
     return one_by_one
+
+
+def _by_reason(one_by_one: dict[RunConfig, str]) -> str:
+    """The runs named briefly (their key, dataset, model, degree, mode and seed), grouped by reason."""
+    runs_by_reason = {}
+    for c, why in one_by_one.items():
+        name = f"{c.key()} ({c.model} on {c.dataset}, {c.corruption_mode} degree {c.corruption_degree}, seed {c.seed})"
+        runs_by_reason.setdefault(why, []).append(name)
+    return " ".join(f"Because {why}: {', '.join(names)}." for why, names in runs_by_reason.items())
 
 
 class _Stack:

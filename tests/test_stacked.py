@@ -78,9 +78,16 @@ def test_run_grid_stacks_and_then_reads_from_the_cache(tmp_path, monkeypatch):
     assert [r.path for r in again] == [r.path for r in grid]
 
 
-def test_dropout_runs_train_one_by_one_and_say_why(tmp_path):
-    config = BASE.replace(max_epochs=1, checkpoint_epochs=(), dropout=0.5)
-    with pytest.warns(UserWarning, match=r"2 run\(s\) cannot be stacked and train one by one.*dropout 0.5: vmap would draw other dropout masks"):
+@pytest.mark.parametrize(
+    "changes, reason",
+    [
+        ({"dropout": 0.5}, "dropout 0.5: vmap would draw other dropout masks"),
+        ({"model": "resnet18", "subset": 100, "test_subset": 100}, r"model resnet18 has buffers \(BatchNorm statistics\)"),
+    ],
+)
+def test_runs_that_cannot_be_stacked_train_one_by_one_and_say_why(changes, reason, tmp_path):
+    config = BASE.replace(max_epochs=1, checkpoint_epochs=(), **changes)
+    with pytest.warns(UserWarning, match=rf"2 run\(s\) cannot be stacked and train one by one. Because {reason}.*: {config.key()} \("):
         grid = runs.run_grid(config, seeds=(0, 1), stacked=True, artifacts_dir=tmp_path, device="cpu", progress=False)
     assert all("stacked_with" not in r.summary for r in grid)
     assert all(json.loads((r.path / "summary.json").read_text())["epochs"] == 1 for r in grid)
