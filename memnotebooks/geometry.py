@@ -29,7 +29,17 @@ from scipy.optimize import linprog, nnls
 
 from .masc import MASC
 
-__all__ = ["class_geometry", "manifold_analysis", "participation_ratio", "principal_angle_matrix", "simulated_capacity"]
+__all__ = [
+    "CAPACITY_CASES",
+    "capacity_validation",
+    "class_geometry",
+    "gaussian_clouds",
+    "manifold_analysis",
+    "participation_ratio",
+    "principal_angle_matrix",
+    "set_capacity",
+    "simulated_capacity",
+]
 
 
 def participation_ratio(X) -> float:
@@ -264,3 +274,70 @@ def simulated_capacity(X, labels, n_dichotomies: int = 50, seed: int = 0) -> flo
         middle = (low + high) // 2
         low, high = (low, middle) if separable_share(middle) >= 0.5 else (middle, high)
     return len(classes) / high
+
+
+def gaussian_clouds(n_manifolds: int, n_points: int, n_features: int, radius: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Manifolds of known size: Gaussian clouds around random centres.
+
+    Each of ``n_manifolds`` centres is a standard normal vector; its ``n_points`` points are the
+    centre plus isotropic Gaussian noise of RMS norm ``radius`` times the centre's norm (radius 0:
+    every point is the centre, a point manifold).
+
+    Returns
+    -------
+    X : ndarray of shape (n_manifolds * n_points, n_features)
+    labels : ndarray of shape (n_manifolds * n_points,), int
+    """
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_manifolds, n_features))
+    noise = rng.standard_normal((n_manifolds, n_points, n_features)) / np.sqrt(n_features)
+    points = centres[:, None, :] + radius * np.linalg.norm(centres, axis=1)[:, None, None] * noise
+    return points.reshape(-1, n_features), np.repeat(np.arange(n_manifolds), n_points)
+
+
+def set_capacity(capacities) -> float:
+    """The capacity of a set of manifolds from each one's (:func:`manifold_analysis`): the
+    harmonic mean ``1 / mean(1 / α_M)``."""
+    return float(1 / np.mean(1 / np.asarray(capacities, dtype=float)))
+
+
+CAPACITY_CASES = (
+    {"case": "point manifolds (radius 0)", "n_manifolds": 20, "n_points": 3, "n_features": 50, "radius": 0.0, "expected": 2.0},
+    {"case": "random points (Cover)", "n_manifolds": 24, "n_points": 1, "n_features": 40, "radius": 0.0, "expected": 2.0},
+    {"case": "clouds, radius 0.3", "n_manifolds": 30, "n_points": 6, "n_features": 100, "radius": 0.3, "expected": None},
+    {"case": "clouds, radius 1.0", "n_manifolds": 30, "n_points": 6, "n_features": 100, "radius": 1.0, "expected": None},
+)
+"""The manifolds :func:`capacity_validation` measures: points, whose capacity is 2 (Cover
+1965), and clouds, for which only the simulation gives the answer."""
+
+
+def capacity_validation(cases=CAPACITY_CASES, n_t: int = 1000, n_dichotomies: int = 40, seed: int = 0) -> pd.DataFrame:
+    """The mean-field capacity against the known answer and against brute force.
+
+    For each case (a dict of :func:`gaussian_clouds`'s arguments, a ``case`` name and the
+    ``expected`` capacity or ``None``) the set's capacity by :func:`manifold_analysis` (not
+    defined for manifolds of one point: NaN) and by :func:`simulated_capacity`.
+
+    Returns
+    -------
+    DataFrame
+        One row per case: ``case``, ``P`` (manifolds), ``N`` (dimensions), ``points``,
+        ``radius``, ``expected``, ``mean-field``, ``simulated``.
+    """
+    rows = []
+    for case in cases:
+        X, labels = gaussian_clouds(case["n_manifolds"], case["n_points"], case["n_features"], case["radius"], seed)
+        theory = set_capacity(manifold_analysis(X, labels, n_t=n_t, seed=seed).capacity) if case["n_points"] >= 2 else float("nan")
+        rows.append(
+            {
+                "case": case["case"],
+                "P": case["n_manifolds"],
+                "N": case["n_features"],
+                "points": case["n_points"],
+                "radius": case["radius"],
+                "expected": case["expected"],
+                "mean-field": theory,
+                "simulated": simulated_capacity(X, labels, n_dichotomies=n_dichotomies, seed=seed),
+            }
+        )
+    return pd.DataFrame(rows)

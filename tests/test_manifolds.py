@@ -3,20 +3,7 @@
 import numpy as np
 import pytest
 
-from memnotebooks.geometry import manifold_analysis, simulated_capacity
-
-
-def clouds(n_manifolds, n_points, n_features, radius, seed=0):
-    """Gaussian clouds of ``n_points`` around random centres, of RMS radius ``radius`` times the centre's norm."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((n_manifolds, n_features))
-    noise = rng.standard_normal((n_manifolds, n_points, n_features)) / np.sqrt(n_features)
-    points = centres[:, None, :] + radius * np.linalg.norm(centres, axis=1)[:, None, None] * noise
-    return points.reshape(-1, n_features), np.repeat(np.arange(n_manifolds), n_points)
-
-
-def harmonic(capacity):
-    return 1 / np.mean(1 / capacity)
+from memnotebooks.geometry import capacity_validation, gaussian_clouds as clouds, manifold_analysis, set_capacity as harmonic, simulated_capacity
 
 
 def test_point_manifolds_have_capacity_two_radius_and_dimension_zero():
@@ -66,3 +53,14 @@ def test_same_seed_same_table_and_bad_input():
         manifold_analysis(X, labels, n_t=1)
     with pytest.raises(ValueError, match="n_dichotomies must be a positive integer, got 0"):
         simulated_capacity(X, labels, n_dichotomies=0)
+
+
+def test_capacity_validation_table():
+    cases = [
+        {"case": "points", "n_manifolds": 12, "n_points": 2, "n_features": 30, "radius": 0.0, "expected": 2.0},
+        {"case": "single points", "n_manifolds": 12, "n_points": 1, "n_features": 20, "radius": 0.0, "expected": 2.0},
+    ]
+    table = capacity_validation(cases, n_t=500, n_dichotomies=20)
+    assert list(table.case) == ["points", "single points"] and list(table.P) == [12, 12]
+    assert table["mean-field"][0] == pytest.approx(2, rel=0.1) and np.isnan(table["mean-field"][1])
+    assert table.simulated.tolist() == pytest.approx([2, 2], rel=0.35)  # 12 manifolds: coarse steps of P/N
