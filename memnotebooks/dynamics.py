@@ -31,16 +31,20 @@ from .activations import check_layers, extract_activations
 from .evaluation import best_layer_scores, layerwise_evaluation
 from .geometry import manifold_analysis
 from .models import rewind, weight_layers
-from .runs import Run, RunConfig, config_columns, history_table, summary_table
+from .relabel import relabel_table
+from .runs import Run, RunConfig, config_columns, history_table, summary_table, test_parts
 from .training import per_example_gradient_norms, predict, summed_gradient
 
 __all__ = [
     "decoding_over_epochs",
+    "decoding_peaks",
     "gradient_table",
     "learning_summary",
     "learning_table",
     "manifold_table",
     "MANIFOLD_GROUPS",
+    "RELABEL_METHODS",
+    "recovery_table",
     "rewinding_table",
     "setting_label",
     "settings_history",
@@ -99,12 +103,13 @@ def settings_history(runs) -> pd.DataFrame:
 
 def settings_summary(runs) -> pd.DataFrame:
     """Per setting (:func:`setting_label`), mean over seeds of the epochs trained, whether the
-    target was reached, and the final accuracies on the clean and corrupted training examples and
-    on the test set."""
+    target was reached (the share of seeds that did), and the final accuracies on the clean
+    training examples, on the corrupted ones against their given labels, and on the test set
+    (columns ``epochs``, ``reached target``, ``clean``, ``corrupted (given)``, ``test``)."""
     runs = list(runs)
     table = summary_table(runs).assign(setting=[setting_label(r.config) for r in runs])
-    columns = ["epochs", "reached_target", "clean_accuracy", "corrupted_accuracy_given", "test_accuracy"]
-    return table.groupby("setting", sort=False)[columns].mean().round(3).rename(columns={"reached_target": "share reaching the target"})
+    columns = {"epochs": "epochs", "reached_target": "reached target", "clean_accuracy": "clean", "corrupted_accuracy_given": "corrupted (given)", "test_accuracy": "test"}
+    return table.groupby("setting", sort=False)[list(columns)].mean().round(3).rename(columns=columns)
 
 
 def _checkpoint_epochs(run_: Run, epochs) -> list[int]:
@@ -196,7 +201,9 @@ def rewinding_table(run_: Run, epochs=None, depths=None) -> pd.DataFrame:
     DataFrame
         The configuration columns, ``epoch``, ``layers_rewound`` (``L``), ``first_rewound`` (the
         layer nearest the input among those reset, ``""`` for none), ``test_accuracy``,
-        ``clean_accuracy`` (clean training examples, their labels) and
+        ``test_validation_accuracy`` and ``test_holdout_accuracy`` (the parts of the test set of
+        :func:`memnotebooks.runs.test_parts`, to choose ``L`` and the epoch on one and score on
+        the other), ``clean_accuracy`` (clean training examples, their labels) and
         ``corrupted_accuracy_given`` (corrupted training examples, the labels memorized).
     """
     layers = weight_layers(run_.model)
@@ -205,23 +212,66 @@ def rewinding_table(run_: Run, epochs=None, depths=None) -> pd.DataFrame:
     if bad:
         raise ValueError(f"depths {bad} are out of range: {run_.config.model} has {len(layers)} weight layers ({', '.join(layers)}), so L runs from 0 to {len(layers)}.")
     corrupted = run_.corrupted
+    validation = test_parts(run_.dataset)["test_validation"][1].numpy()
     rows = []
     for epoch in _checkpoint_epochs(run_, epochs):
         early_state = run_.checkpoint(epoch).state_dict()
         for depth in depths:
             model = rewind(copy.deepcopy(run_.model), early_state, int(depth))
             fitted = (predict(model, run_.dataset.x_train).cpu() == run_.train_labels).numpy()
+            correct = (predict(model, run_.dataset.x_test).cpu() == run_.dataset.y_test).numpy()
             rows.append(
                 {
                     "epoch": epoch,
                     "layers_rewound": int(depth),
                     "first_rewound": layers[len(layers) - depth] if depth else "",
-                    "test_accuracy": float((predict(model, run_.dataset.x_test).cpu() == run_.dataset.y_test).float().mean()),
+                    "test_accuracy": float(correct.mean()),
+                    "test_validation_accuracy": float(correct[validation].mean()),
+                    "test_holdout_accuracy": float(correct[~validation].mean()),
                     "clean_accuracy": float(fitted[~corrupted].mean()) if (~corrupted).any() else float("nan"),
                     "corrupted_accuracy_given": float(fitted[corrupted].mean()) if corrupted.any() else float("nan"),
                 }
             )
     return pd.DataFrame(rows).assign(**config_columns(run_))
+
+
+RELABEL_METHODS = ("masc_corrupted", "masc_crossfit")
+"""The relabellings :func:`recovery_table` retrains with: the paper's (in-sample MASC) and its
+out-of-fold variant (chapter 06)."""
+
+
+def recovery_table(run_: Run, rewinding: pd.DataFrame, relabel_methods=RELABEL_METHODS, **relabel_settings) -> pd.DataFrame:
+    """Ways of recovering generalization from a memorized run, each chosen on the validation part
+    of the test set and scored on the holdout part (chapter 05's split).
+
+    Rows: the memorized network; the network stopped early (its best validation epoch); the best
+    rewinding of ``rewinding`` (:func:`rewinding_table` of this run: the epoch and ``L`` with the
+    highest validation accuracy); MASC on corrupted labels at its validated best layer (chapter
+    05); and relabel + retrain by each of ``relabel_methods``
+    (:func:`memnotebooks.relabel.relabel_table` with ``relabel_settings``, chapter 06).
+
+    Returns
+    -------
+    DataFrame
+        Index ``recovery``; columns ``choice`` (what was chosen on the validation part) and
+        ``holdout accuracy``.
+    """
+    history = run_.history
+    early = history.loc[history.test_validation_accuracy.idxmax()]
+    best = rewinding.loc[rewinding.test_validation_accuracy.idxmax()]
+    masc = best_layer_scores(layerwise_evaluation(run_, fit_labels="corrupted"))
+    masc = masc[(masc.probe == "masc") & (masc.selection == "validated")].iloc[0]
+    rows = [
+        ("memorized network", f"epoch {int(history.epoch.iloc[-1])}", history.test_holdout_accuracy.iloc[-1]),
+        ("network stopped early", f"epoch {int(early.epoch)}", early.test_holdout_accuracy),
+        ("rewinding the last layers", f"L = {int(best.layers_rewound)} to epoch {int(best.epoch)}", best.test_holdout_accuracy),
+        ("MASC, best layer", f"layer {masc.layer}", masc.accuracy),
+    ]
+    if relabel_methods:
+        for row in relabel_table(run_, list(relabel_methods), **relabel_settings).itertuples():
+            rows.append((f"relabel + retrain ({row.method})", f"labels from {row.layer}, epoch {int(row.best_epoch)} kept", row.accuracy_after))
+    table = pd.DataFrame(rows, columns=["recovery", "choice", "holdout accuracy"]).set_index("recovery")
+    return table.assign(**{"holdout accuracy": table["holdout accuracy"].astype(float).round(3)})
 
 
 def decoding_over_epochs(runs, epochs=None, fit_labels: str = "corrupted", layers=None, variance_threshold: float = 0.99) -> pd.DataFrame:
@@ -268,6 +318,30 @@ def decoding_over_epochs(runs, epochs=None, fit_labels: str = "corrupted", layer
                 frames.append(pd.DataFrame([{**config_columns(r), "epoch": epoch, "decoder": "network", "selection": selection, "layer": "output", "accuracy": row[column]}]))
     columns = ["dataset", "model", "corruption_degree", "seed", "epoch", "decoder", "selection", "layer", "accuracy"]
     return pd.concat(frames, ignore_index=True)[columns]
+
+
+def decoding_peaks(table: pd.DataFrame, selection: str = "validated") -> pd.DataFrame:
+    """When each decoder of :func:`decoding_over_epochs` peaks: per corruption degree and decoder
+    (mean over seeds), the epoch of the highest test accuracy, that accuracy and the layer(s)
+    chosen there, and the same at the last checkpoint every seed reached."""
+    shown = table[table.selection == selection]
+    mean = shown.groupby(["corruption_degree", "decoder", "epoch"]).agg(accuracy=("accuracy", "mean"), layer=("layer", lambda x: "/".join(sorted(set(x)))))
+    rows = []
+    for (degree, decoder), part in mean.reset_index().groupby(["corruption_degree", "decoder"]):
+        best, last = part.loc[part.accuracy.idxmax()], part.iloc[-1]
+        rows.append(
+            {
+                "corruption_degree": degree,
+                "decoder": decoder,
+                "peak epoch": int(best.epoch),
+                "peak accuracy": round(best.accuracy, 3),
+                "peak layer": best.layer,
+                "last epoch": int(last.epoch),
+                "last accuracy": round(last.accuracy, 3),
+                "last layer": last.layer,
+            }
+        )
+    return pd.DataFrame(rows).set_index(["corruption_degree", "decoder"])
 
 
 MANIFOLD_GROUPS = {

@@ -8,12 +8,15 @@ adjust or save it.
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import pandas as pd
 import seaborn as sns
 
 __all__ = [
     "ACCURACY_LABELS",
     "GRADIENT_MEASURES",
+    "MANIFOLD_MEASURES",
+    "manifold_layers",
     "PROBE_NAMES",
     "baselines",
     "decoding_by_layer",
@@ -30,6 +33,7 @@ __all__ = [
     "probe_comparison",
     "regularization",
     "relabel_accuracy",
+    "setting_curves",
     "relabel_labels",
     "threshold_sweep",
     "training_curves",
@@ -421,6 +425,13 @@ GRADIENT_MEASURES = {
 """Axis names of :func:`memnotebooks.dynamics.gradient_table`'s measures."""
 
 
+def _epoch_axis(ax) -> None:
+    """Epochs on a symmetric-log axis (linear up to 1, so epoch 0 shows) from 0, with plain numbers."""
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(left=-0.1)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+
+
 def gradients(table: pd.DataFrame, measures=tuple(GRADIENT_MEASURES)):
     """Each gradient measure at each checkpoint (one panel each), clean against corrupted (line
     style: corruption degree); mean and spread over seeds, on a symmetric-log epoch axis.
@@ -432,9 +443,42 @@ def gradients(table: pd.DataFrame, measures=tuple(GRADIENT_MEASURES)):
     for ax, measure in zip(axes[0], measures):
         sns.lineplot(table, x="epoch", y=measure, hue="subset", palette=SUBSET_COLOURS, style="corruption_degree", markers=True, errorbar=SPREAD, ax=ax, legend=ax is axes[0, -1])
         ax.set(ylabel=GRADIENT_MEASURES[measure])
-        ax.set_xscale("symlog", linthresh=1)
+        _epoch_axis(ax)
     sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False)
     return fig
+
+
+def setting_curves(history: pd.DataFrame, column: str = "train_accuracy", setting: str = "setting", ax=None):
+    """One accuracy column over epochs, a line per setting (e.g. real data against kinds of
+    noise, :func:`memnotebooks.dynamics.settings_history`); mean and spread over seeds."""
+    ax = _axes(ax, (6.5, 3.4))
+    sns.lineplot(history, x="epoch", y=column, hue=setting, errorbar=SPREAD, ax=ax)
+    ax.set(ylabel=f"accuracy, {ACCURACY_LABELS.get(column, column)}", ylim=(0, 1.02))
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False, title=None)
+    return ax
+
+
+MANIFOLD_MEASURES = ("capacity", "radius", "dimension")
+
+
+def manifold_layers(table: pd.DataFrame, hue: str = "epoch"):
+    """Mean-field capacity, radius and dimension (rows) of each manifold group (columns) by
+    layer, one line per value of ``hue`` (the epoch by default); mean over the classes (and
+    seeds), with their spread.
+
+    ``table`` is :func:`memnotebooks.dynamics.manifold_table`'s output.
+    """
+    names = table.drop_duplicates("layer_index").sort_values("layer_index").layer.tolist()
+    long = table.melt(id_vars=["layer_index", "group", hue], value_vars=list(MANIFOLD_MEASURES), var_name="measure")
+    grid = sns.relplot(
+        long, x="layer_index", y="value", hue=hue, row="measure", col="group", kind="line", marker="o",
+        errorbar=SPREAD, height=2.2, aspect=1.35, palette="viridis", facet_kws={"sharey": "row", "margin_titles": True},
+    )
+    grid.set_titles(row_template="{row_name}", col_template="{col_name}")
+    grid.set(xticks=range(len(names)), xticklabels=names, xlabel="", ylabel="")
+    for ax, measure in zip(grid.axes[:, 0], MANIFOLD_MEASURES):
+        ax.set_ylabel(measure)
+    return grid.figure
 
 
 def regularization(history: pd.DataFrame, setting: str = "setting"):
@@ -466,6 +510,6 @@ def decoding_over_epochs(table: pd.DataFrame, selection: str = "validated"):
     grid.set_titles("p = {col_name}")
     grid.set(ylim=(0, 1.02), ylabel=f"test accuracy ({selection})")
     for ax in grid.axes.flat:
-        ax.set_xscale("symlog", linthresh=1)
+        _epoch_axis(ax)
     sns.move_legend(grid, "upper left", bbox_to_anchor=(1.0, 0.9), title=None, frameon=False)
     return grid.figure
