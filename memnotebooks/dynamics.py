@@ -41,6 +41,7 @@ __all__ = [
     "gradient_table",
     "learning_summary",
     "learning_table",
+    "manifold_change",
     "manifold_table",
     "MANIFOLD_GROUPS",
     "RELABEL_METHODS",
@@ -181,6 +182,22 @@ def gradient_table(run_: Run, epochs=None, max_examples: int | None = 200, seed:
                 }
             )
     return pd.DataFrame(rows).assign(**config_columns(run_))
+
+
+def manifold_change(table: pd.DataFrame, measure: str = "radius") -> pd.DataFrame:
+    """How much training changed one measure of :func:`manifold_table` at each layer: per
+    corruption degree and group (rows) and layer (columns, in the network's order), the mean over
+    classes and seeds at each run's last epoch divided by the same at epoch 0 (the untrained
+    network). Below 1: the manifolds shrank there."""
+    if measure not in ("capacity", "radius", "dimension"):
+        raise ValueError(f"Unknown measure {measure!r}; choose one of: capacity, radius, dimension.")
+    last = table.epoch == table.groupby(["corruption_degree", "seed"]).epoch.transform("max")
+    if not (table.epoch == 0).any():
+        raise ValueError("The table has no epoch 0 (the untrained network) to compare with: pass epochs=[0, ...] to manifold_table.")
+    keys = ["corruption_degree", "group", "layer_index", "layer"]
+    ratio = table[last].groupby(keys)[measure].mean() / table[table.epoch == 0].groupby(keys)[measure].mean()
+    wide = ratio.round(2).reset_index().pivot(index=["corruption_degree", "group"], columns=["layer_index", "layer"], values=measure)
+    return wide.droplevel("layer_index", axis=1).rename_axis(columns=f"{measure}: last epoch / epoch 0")
 
 
 def rewinding_table(run_: Run, epochs=None, depths=None) -> pd.DataFrame:

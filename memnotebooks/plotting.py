@@ -470,9 +470,11 @@ def manifold_layers(table: pd.DataFrame, hue: str = "epoch"):
     """
     names = table.drop_duplicates("layer_index").sort_values("layer_index").layer.tolist()
     long = table.melt(id_vars=["layer_index", "group", hue], value_vars=list(MANIFOLD_MEASURES), var_name="measure")
+    order = sorted(long[hue].unique())
+    long[hue] = long[hue].astype(str)  # one distinct colour per epoch, early dark to late light
     grid = sns.relplot(
-        long, x="layer_index", y="value", hue=hue, row="measure", col="group", kind="line", marker="o",
-        errorbar=SPREAD, height=2.2, aspect=1.35, palette="viridis", facet_kws={"sharey": "row", "margin_titles": True},
+        long, x="layer_index", y="value", hue=hue, hue_order=[str(v) for v in order], row="measure", col="group", kind="line", marker="o",
+        errorbar=SPREAD, height=2.2, aspect=1.35, palette=sns.color_palette("viridis", len(order)), facet_kws={"sharey": "row", "margin_titles": True},
     )
     grid.set_titles(row_template="{row_name}", col_template="{col_name}")
     grid.set(xticks=range(len(names)), xticklabels=names, xlabel="", ylabel="")

@@ -141,6 +141,14 @@ def test_manifold_table(memorized):
     pd.testing.assert_frame_equal(first, second)
     final = dynamics.manifold_table(memorized, layers=["fc4"], points_per_class=10, n_t=50)
     assert set(final.epoch) == {memorized.summary["epochs"]}
+    change = dynamics.manifold_change(table, "dimension")  # epoch 5 against epoch 0
+    assert list(change.columns) == ["input", "fc4"] and (change["input"] == 1).all()  # the input does not train
+    epoch_zero, last = (table[(table.epoch == e) & (table.layer == "fc4") & (table.group == "clean")].dimension.mean() for e in (0, 5))
+    assert change.loc[(0.6, "clean"), "fc4"] == round(last / epoch_zero, 2)
+    with pytest.raises(ValueError, match="no epoch 0"):
+        dynamics.manifold_change(final)
+    with pytest.raises(ValueError, match="Unknown measure 'width'"):
+        dynamics.manifold_change(table, "width")
     with pytest.raises(ValueError, match="points_per_class must be an integer >= 2, got 1"):
         dynamics.manifold_table(memorized, points_per_class=1)
 
