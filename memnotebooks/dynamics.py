@@ -26,6 +26,7 @@ import copy
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .activations import check_layers, extract_activations
 from .evaluation import best_layer_scores, layerwise_evaluation
@@ -50,6 +51,7 @@ __all__ = [
     "setting_label",
     "settings_history",
     "settings_summary",
+    "width_summary",
 ]
 
 
@@ -111,6 +113,34 @@ def settings_summary(runs) -> pd.DataFrame:
     table = summary_table(runs).assign(setting=[setting_label(r.config) for r in runs])
     columns = {"epochs": "epochs", "reached_target": "reached target", "clean_accuracy": "clean", "corrupted_accuracy_given": "corrupted (given)", "test_accuracy": "test"}
     return table.groupby("setting", sort=False)[list(columns)].mean().round(3).rename(columns=columns)
+
+
+def _out_size(layer: torch.nn.Module) -> int:
+    return layer.out_features if isinstance(layer, torch.nn.Linear) else layer.out_channels
+
+
+def width_summary(runs) -> pd.DataFrame:
+    """Per run of a width sweep (:class:`memnotebooks.runs.RunConfig` ``width``): its hidden
+    layers' widths, the epochs it trained, whether it reached the target, the share of corrupted
+    labels it fits at the end, its final test accuracy, and the holdout accuracy of its best
+    validation epoch (the network stopped early)."""
+    rows = []
+    for r in runs:
+        history = r.history
+        early = history.loc[history.test_validation_accuracy.idxmax()]
+        rows.append(
+            {
+                **config_columns(r),
+                "width": r.config.width,
+                "hidden widths": "-".join(str(_out_size(r.model.get_submodule(name))) for name in weight_layers(r.model)[:-1]),
+                "epochs": r.summary["epochs"],
+                "reached target": r.summary["reached_target"],
+                "corrupted (given)": history.corrupted_accuracy_given.iloc[-1],
+                "test, final": history.test_accuracy.iloc[-1],
+                "holdout, stopped early": early.test_holdout_accuracy,
+            }
+        )
+    return pd.DataFrame(rows).round(3)
 
 
 def _checkpoint_epochs(run_: Run, epochs) -> list[int]:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
-__all__ = ["MODELS", "MLP", "CNN", "AlexNet", "ResNet18", "build_model", "check_dropout", "evaluation_mode", "probe_layers", "rewind", "weight_layers"]
+__all__ = ["MODELS", "MLP", "CNN", "AlexNet", "ResNet18", "build_model", "check_dropout", "check_width", "evaluation_mode", "probe_layers", "rewind", "weight_layers"]
 
 
 def _dense(in_features: int, out_features: int, dropout: float = 0.0) -> nn.Sequential:
@@ -34,6 +34,18 @@ def check_dropout(dropout) -> float:
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a rate in [0, 1), got {dropout!r}.")
     return float(dropout)
+
+
+def check_width(width) -> float:
+    """``width`` as a float if it is a positive multiplier of the hidden widths, else a
+    ValueError naming it."""
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+        raise ValueError(f"width must be a positive multiplier of the hidden layers' widths, got {width!r}.")
+    return float(width)
+
+
+def _scaled(size: int, width: float) -> int:
+    return max(1, round(size * width))
 
 
 def _conv(in_channels: int, out_channels: int, **kwargs) -> list[nn.Module]:
@@ -66,12 +78,14 @@ class MLP(nn.Module):
     dropout : float in [0, 1)
         Dropout rate after every hidden layer (Arpit et al.'s regularizer); 0, the paper's, adds
         no module.
+    width : float > 0
+        Multiplier of every hidden width (rounded, at least 1), for width sweeps; 1 is the paper's.
     """
 
-    def __init__(self, input_shape, num_classes: int, hidden_sizes=(128, 512, 2048, 2048), dropout: float = 0.0):
+    def __init__(self, input_shape, num_classes: int, hidden_sizes=(128, 512, 2048, 2048), dropout: float = 0.0, width: float = 1.0):
         super().__init__()
-        dropout = check_dropout(dropout)
-        widths = [math.prod(input_shape), *hidden_sizes]
+        dropout, width = check_dropout(dropout), check_width(width)
+        widths = [math.prod(input_shape), *(_scaled(size, width) for size in hidden_sizes)]
         self.flatten = nn.Flatten()
         self.hidden_names = [f"fc{i + 1}" for i in range(len(hidden_sizes))]
         for name, n_in, n_out in zip(self.hidden_names, widths[:-1], widths[1:]):
@@ -91,24 +105,27 @@ class CNN(nn.Module):
 
     Convolutions 16, 16, pool, 32, 32, pool, 64, 64, pool (padding 1, ReLU), flatten (576 for
     1x28x28 inputs, 1024 for 3x32x32, 64 for 1x8x8), dense 250, 250, 250 with ReLU, and a final
-    linear layer without bias. ``dropout`` (a rate in [0, 1)) follows each dense layer.
+    linear layer without bias. ``dropout`` (a rate in [0, 1)) follows each dense layer; ``width``
+    (> 0) multiplies every channel count and dense width (rounded, at least 1).
     """
 
-    def __init__(self, input_shape, num_classes: int, dropout: float = 0.0):
+    def __init__(self, input_shape, num_classes: int, dropout: float = 0.0, width: float = 1.0):
         super().__init__()
-        dropout = check_dropout(dropout)
+        dropout, width = check_dropout(dropout), check_width(width)
         channels, layers = input_shape[0], []
-        for width in (16, 32, 64):
-            layers += _conv(channels, width, kernel_size=3, padding=1) + _conv(width, width, kernel_size=3, padding=1)
+        for stage in (16, 32, 64):
+            stage = _scaled(stage, width)
+            layers += _conv(channels, stage, kernel_size=3, padding=1) + _conv(stage, stage, kernel_size=3, padding=1)
             layers.append(nn.MaxPool2d(2))
-            channels = width
+            channels = stage
         self.features = nn.Sequential(*layers)
         self.flatten = nn.Flatten()
         flat = _flat_size(self.features, input_shape, "cnn")
         if flat == 0:
             raise ValueError(f"cnn needs images of at least 8x8 pixels, got input shape {tuple(input_shape)}.")
-        self.fc1, self.fc2, self.fc3 = _dense(flat, 250, dropout), _dense(250, 250, dropout), _dense(250, 250, dropout)
-        self.classifier = nn.Linear(250, num_classes, bias=False)
+        dense = _scaled(250, width)
+        self.fc1, self.fc2, self.fc3 = _dense(flat, dense, dropout), _dense(dense, dense, dropout), _dense(dense, dense, dropout)
+        self.classifier = nn.Linear(dense, num_classes, bias=False)
         self.probe_layers = {"input": "x", "flatten": "flatten", "fc1": "fc1", "fc2": "fc2", "fc3": "fc3"}
 
     def forward(self, x):
@@ -190,8 +207,8 @@ def build_model(name: str, input_shape, num_classes: int, **kwargs) -> nn.Module
         ``(channels, height, width)`` of one input.
     num_classes : int
     **kwargs
-        Passed to the model's constructor (``hidden_sizes`` and ``dropout`` for the MLP,
-        ``dropout`` for the CNN, ``variant`` for AlexNet).
+        Passed to the model's constructor (``hidden_sizes``, ``dropout`` and ``width`` for the
+        MLP, ``dropout`` and ``width`` for the CNN, ``variant`` for AlexNet).
 
     Raises
     ------

@@ -40,7 +40,7 @@ from torch import nn
 from .corruption import MODES, check_degree, corrupt_labels, corrupted_points, randomize_inputs
 from .data import DATASETS, Dataset, default_root, load_dataset, validation_split
 from .devices import describe_device, resolve_device
-from .models import MODELS, build_model, check_dropout
+from .models import MODELS, build_model, check_dropout, check_width
 from .store import StaleArtifactError, atomic_write, default_artifacts_dir, normalize, recipe_key
 from .training import StopAtTarget, check_weight_decay, paper_settings, train
 
@@ -65,8 +65,8 @@ FIT_LABELS = ("corrupted", "true")
 trained on, or the clean ones."""
 
 _INTEGER_FIELDS = ("seed", "subset", "test_subset", "batch_size", "max_epochs")
-_REAL_FIELDS = ("learning_rate", "momentum", "target_accuracy", "dropout", "weight_decay")
-_DROPOUT_MODELS = ("mlp", "cnn")
+_REAL_FIELDS = ("learning_rate", "momentum", "target_accuracy", "dropout", "weight_decay", "width")
+_OWN_MODELS = ("mlp", "cnn")  # built here, so they take a dropout rate and a width
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,9 @@ class RunConfig:
         Dropout rate after every dense hidden layer (``mlp`` and ``cnn`` only); the paper uses 0.
     weight_decay : float >= 0
         L2 penalty coefficient of the optimizer; the paper uses 0.
+    width : float > 0
+        Multiplier of every hidden width (``mlp`` and ``cnn`` only), for width sweeps; the paper's
+        is 1.
     """
 
     dataset: str = "digits"
@@ -116,6 +119,7 @@ class RunConfig:
     checkpoint_epochs: tuple[int, ...] = ()
     dropout: float = 0.0
     weight_decay: float = 0.0
+    width: float = 1.0
 
     def __post_init__(self):
         for name, value, allowed in (
@@ -136,9 +140,12 @@ class RunConfig:
             set_(name, _real(name, getattr(self, name)))
         set_("checkpoint_epochs", tuple(sorted({_integer("checkpoint_epochs", e) for e in self.checkpoint_epochs})))
         set_("dropout", check_dropout(self.dropout))
+        set_("width", check_width(self.width))
         set_("weight_decay", check_weight_decay(self.weight_decay))
-        if self.dropout and self.model not in _DROPOUT_MODELS:
-            raise ValueError(f"dropout is built into models {', '.join(_DROPOUT_MODELS)} only, not {self.model!r}.")
+        if self.dropout and self.model not in _OWN_MODELS:
+            raise ValueError(f"dropout is built into models {', '.join(_OWN_MODELS)} only, not {self.model!r}.")
+        if self.width != 1 and self.model not in _OWN_MODELS:
+            raise ValueError(f"width scales models {', '.join(_OWN_MODELS)} only, not {self.model!r}.")
 
     def to_dict(self) -> dict:
         """The fields as a JSON-ready dict."""
@@ -287,7 +294,7 @@ def build_run_model(config: RunConfig, dataset: Dataset) -> nn.Module:
     state is left as it was)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        options = {"dropout": config.dropout} if config.dropout else {}
+        options = {name: getattr(config, name) for name in ("dropout", "width") if getattr(config, name) != getattr(RunConfig, name)}
         return build_model(config.model, dataset.input_shape, dataset.n_classes, **options)
 
 

@@ -165,3 +165,12 @@ def test_recovery_table(memorized):
     # The early-stopped network is one of the rewound ones (L = 5 at its epoch) only if checkpointed; it
     # is chosen on the same validation part, so it scores at least the memorized network there.
     assert history.test_validation_accuracy.max() >= history.test_validation_accuracy.iloc[-1]
+
+
+def test_width_summary(memorized, tmp_path):
+    narrow = runs.run(memorized.config.replace(width=0.125, max_epochs=3), artifacts_dir=tmp_path, device="cpu", progress=False)
+    table = dynamics.width_summary([narrow, memorized])
+    assert list(table["hidden widths"]) == ["16-64-256-256", "128-512-2048-2048"] and list(table.width) == [0.125, 1.0]
+    assert table.epochs.tolist() == [3, memorized.summary["epochs"]]
+    history = memorized.history
+    assert table["holdout, stopped early"][1] == round(history.test_holdout_accuracy[history.test_validation_accuracy.idxmax()], 3)

@@ -52,6 +52,8 @@ def test_the_default_key_is_stable():
         ({"dropout": 1.0}, r"dropout must be a rate in \[0, 1\), got 1.0"),
         ({"model": "resnet18", "dropout": 0.5}, "dropout is built into models mlp, cnn only, not 'resnet18'"),
         ({"weight_decay": -0.1}, "weight_decay must be a number >= 0, got -0.1"),
+        ({"width": 0}, "width must be a positive multiplier of the hidden layers' widths, got 0.0"),
+        ({"model": "alexnet", "width": 2}, "width scales models mlp, cnn only, not 'alexnet'"),
     ],
 )
 def test_bad_configs_are_rejected(changes, message):
@@ -181,6 +183,15 @@ def test_tables_stack_runs(tmp_path):
     assert summary.full_pass_train_accuracy.between(0, 1).all()
     history = runs.history_table(grid)
     assert len(history) == 4 and set(history.corruption_degree) == {0.0, 0.4}
+
+
+def test_width_builds_a_narrower_model_and_only_a_changed_width_changes_the_key():
+    assert RunConfig(width=1).key() == RunConfig().key()
+    narrow = RunConfig(width=0.25)
+    assert narrow.key() != RunConfig().key()
+    dataset, _, _ = runs.training_data(narrow)
+    model = runs.build_run_model(narrow, dataset)
+    assert [model.get_submodule(f"fc{i}")[0].out_features for i in range(1, 5)] == [32, 128, 512, 512]
 
 
 def test_a_run_stored_before_a_field_was_added_is_still_the_same_run(tmp_path):
