@@ -87,32 +87,35 @@ def learning_summary(table: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
-def setting_label(config: RunConfig) -> str:
+def setting_label(config: RunConfig, noise: bool = True) -> str:
     """A short name of what a run changes from the paper's clean training: the data's noise
-    (mode and degree) and the regularizers, e.g. ``"random labels (p = 1.0)"`` or
-    ``"dropout 0.5"``; ``"real data"`` when it changes nothing."""
-    noise = {"uniform": "random labels", "permute": "permuted labels", "random_inputs": "random inputs"}
-    parts = [f"{noise[config.corruption_mode]} (p = {config.corruption_degree})"] if config.corruption_degree else []
+    (mode and degree; left out with ``noise=False``, for runs that share it) and the
+    regularizers, e.g. ``"random labels (p = 1.0)"`` or ``"dropout 0.5"``; ``"real data"``
+    (``"no regularizer"`` without the noise) when it changes nothing."""
+    modes = {"uniform": "random labels", "permute": "permuted labels", "random_inputs": "random inputs"}
+    parts = [f"{modes[config.corruption_mode]} (p = {config.corruption_degree})"] if config.corruption_degree and noise else []
     parts += [f"dropout {config.dropout}"] if config.dropout else []
     parts += [f"weight decay {config.weight_decay:g}"] if config.weight_decay else []
-    return ", ".join(parts) or "real data"
+    return ", ".join(parts) or ("real data" if noise else "no regularizer")
 
 
-def settings_history(runs) -> pd.DataFrame:
+def settings_history(runs, noise: bool = True) -> pd.DataFrame:
     """:func:`memnotebooks.runs.history_table` with a ``setting`` column (:func:`setting_label`)."""
     runs = list(runs)
-    return pd.concat([history_table([r]).assign(setting=setting_label(r.config)) for r in runs], ignore_index=True)
+    return pd.concat([history_table([r]).assign(setting=setting_label(r.config, noise)) for r in runs], ignore_index=True)
 
 
-def settings_summary(runs) -> pd.DataFrame:
+def settings_summary(runs, noise: bool = True) -> pd.DataFrame:
     """Per setting (:func:`setting_label`), mean over seeds of the epochs trained, whether the
     target was reached (the share of seeds that did), and the final accuracies on the clean
     training examples, on the corrupted ones against their given labels, and on the test set
-    (columns ``epochs``, ``reached target``, ``clean``, ``corrupted (given)``, ``test``)."""
+    (columns ``epochs``, ``reached target``, ``clean``, ``corrupted (given)``, ``test``).
+    ``noise=False`` names the settings by their regularizers alone."""
     runs = list(runs)
-    table = summary_table(runs).assign(setting=[setting_label(r.config) for r in runs])
+    table = summary_table(runs).assign(setting=[setting_label(r.config, noise) for r in runs])
     columns = {"epochs": "epochs", "reached_target": "reached target", "clean_accuracy": "clean", "corrupted_accuracy_given": "corrupted (given)", "test_accuracy": "test"}
-    return table.groupby("setting", sort=False)[list(columns)].mean().round(3).rename(columns=columns)
+    summary = table.groupby("setting", sort=False)[list(columns)].mean().round(3).rename(columns=columns)
+    return summary.rename_axis(index="setting" if noise else "regularizer")
 
 
 def _out_size(layer: torch.nn.Module) -> int:
@@ -300,23 +303,26 @@ def recovery_table(run_: Run, rewinding: pd.DataFrame, relabel_methods=RELABEL_M
     Returns
     -------
     DataFrame
-        Index ``recovery``; columns ``choice`` (what was chosen on the validation part) and
-        ``holdout accuracy``.
+        Index ``recovery`` (``memorized``, ``stopped early``, ``rewound``, ``MASC``,
+        ``retrained, <method>``); columns ``choice`` (what was chosen on the validation part: the
+        epoch, ``L`` and epoch, the layer, or the layer the labels came from and the fine-tuning
+        epoch kept) and ``holdout accuracy``.
     """
     history = run_.history
     early = history.loc[history.test_validation_accuracy.idxmax()]
-    best = rewinding.loc[rewinding.test_validation_accuracy.idxmax()]
+    partial = rewinding[rewinding.layers_rewound < len(weight_layers(run_.model))]
+    best = partial.loc[partial.test_validation_accuracy.idxmax()]
     masc = best_layer_scores(layerwise_evaluation(run_, fit_labels="corrupted"))
     masc = masc[(masc.probe == "masc") & (masc.selection == "validated")].iloc[0]
     rows = [
-        ("memorized network", f"epoch {int(history.epoch.iloc[-1])}", history.test_holdout_accuracy.iloc[-1]),
-        ("network stopped early", f"epoch {int(early.epoch)}", early.test_holdout_accuracy),
-        ("rewinding the last layers", f"L = {int(best.layers_rewound)} to epoch {int(best.epoch)}", best.test_holdout_accuracy),
-        ("MASC, best layer", f"layer {masc.layer}", masc.accuracy),
+        ("memorized", f"epoch {int(history.epoch.iloc[-1])}", history.test_holdout_accuracy.iloc[-1]),
+        ("stopped early", f"epoch {int(early.epoch)}", early.test_holdout_accuracy),
+        ("rewound", f"L = {int(best.layers_rewound)}, epoch {int(best.epoch)}", best.test_holdout_accuracy),
+        ("MASC", f"layer {masc.layer}", masc.accuracy),
     ]
     if relabel_methods:
         for row in relabel_table(run_, list(relabel_methods), **relabel_settings).itertuples():
-            rows.append((f"relabel + retrain ({row.method})", f"labels from {row.layer}, epoch {int(row.best_epoch)} kept", row.accuracy_after))
+            rows.append((f"retrained, {row.method}", f"{row.layer}, epoch {int(row.best_epoch)}", row.accuracy_after))
     table = pd.DataFrame(rows, columns=["recovery", "choice", "holdout accuracy"]).set_index("recovery")
     return table.assign(**{"holdout accuracy": table["holdout accuracy"].astype(float).round(3)})
 
@@ -368,27 +374,19 @@ def decoding_over_epochs(runs, epochs=None, fit_labels: str = "corrupted", layer
 
 
 def decoding_peaks(table: pd.DataFrame, selection: str = "validated") -> pd.DataFrame:
-    """When each decoder of :func:`decoding_over_epochs` peaks: per corruption degree and decoder
-    (mean over seeds), the epoch of the highest test accuracy, that accuracy and the layer(s)
-    chosen there, and the same at the last checkpoint every seed reached."""
+    """When each decoder of :func:`decoding_over_epochs` peaks: per corruption degree ``p`` and
+    decoder (mean over seeds), under ``peak`` the epoch of the highest test accuracy, that
+    accuracy and the layer(s) chosen there, and the same under ``last checkpoint`` for the last
+    checkpoint every seed reached."""
     shown = table[table.selection == selection]
     mean = shown.groupby(["corruption_degree", "decoder", "epoch"]).agg(accuracy=("accuracy", "mean"), layer=("layer", lambda x: "/".join(sorted(set(x)))))
     rows = []
     for (degree, decoder), part in mean.reset_index().groupby(["corruption_degree", "decoder"]):
         best, last = part.loc[part.accuracy.idxmax()], part.iloc[-1]
-        rows.append(
-            {
-                "corruption_degree": degree,
-                "decoder": decoder,
-                "peak epoch": int(best.epoch),
-                "peak accuracy": round(best.accuracy, 3),
-                "peak layer": best.layer,
-                "last epoch": int(last.epoch),
-                "last accuracy": round(last.accuracy, 3),
-                "last layer": last.layer,
-            }
-        )
-    return pd.DataFrame(rows).set_index(["corruption_degree", "decoder"])
+        rows.append([degree, decoder] + [value for row in (best, last) for value in (int(row.epoch), round(row.accuracy, 3), row.layer)])
+    columns = pd.MultiIndex.from_product([["peak", "last checkpoint"], ["epoch", "accuracy", "layer"]])
+    table = pd.DataFrame([row[2:] for row in rows], columns=columns)
+    return table.set_index(pd.MultiIndex.from_tuples([tuple(row[:2]) for row in rows], names=["p", "decoder"]))
 
 
 MANIFOLD_GROUPS = {

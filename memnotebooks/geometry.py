@@ -321,8 +321,8 @@ def capacity_validation(cases=CAPACITY_CASES, n_t: int = 1000, n_dichotomies: in
     Returns
     -------
     DataFrame
-        One row per case: ``case``, ``P`` (manifolds), ``N`` (dimensions), ``points``,
-        ``radius``, ``expected``, ``mean-field``, ``simulated``.
+        One row per case: ``case``, ``P`` (manifolds), ``features`` (their dimension),
+        ``points`` (per manifold), ``radius``, ``expected``, ``mean-field``, ``simulated``.
     """
     rows = []
     for case in cases:
@@ -332,7 +332,7 @@ def capacity_validation(cases=CAPACITY_CASES, n_t: int = 1000, n_dichotomies: in
             {
                 "case": case["case"],
                 "P": case["n_manifolds"],
-                "N": case["n_features"],
+                "features": case["n_features"],
                 "points": case["n_points"],
                 "radius": case["radius"],
                 "expected": case["expected"],

@@ -410,7 +410,7 @@ def learning_epochs(table: pd.DataFrame):
         for subset, rows in part.groupby("subset"):
             epochs = rows.learned_epoch.where(rows.learned_epoch >= 0, float("inf")).sort_values()
             share = pd.Series(range(1, len(epochs) + 1), index=epochs.values) / len(epochs)
-            ax.step(share.index, share.values, where="post", color=SUBSET_COLOURS[subset], label=f"{subset} ({len(rows) // part.seed.nunique()} a run)")
+            ax.step(share.index, share.values, where="post", color=SUBSET_COLOURS[subset], label=f"{subset} ({len(rows) // part.seed.nunique()} per run)")
         ax.set(title=f"p = {degree}", xlabel="epoch", ylim=(0, 1.02))
         ax.legend(fontsize="small", frameon=False, loc="lower right")
     axes[0, 0].set_ylabel("share learned for good")
@@ -425,25 +425,34 @@ GRADIENT_MEASURES = {
 """Axis names of :func:`memnotebooks.dynamics.gradient_table`'s measures."""
 
 
-def _epoch_axis(ax) -> None:
-    """Epochs on a symmetric-log axis (linear up to 1, so epoch 0 shows) from 0, with plain numbers."""
+def _epoch_axis(ax, epochs) -> None:
+    """Epochs on a symmetric-log axis (linear up to 1, so epoch 0 shows) from 0, ticked at a
+    few of ``epochs`` (the checkpoints), with plain numbers."""
     ax.set_xscale("symlog", linthresh=1)
+    ticks = [e for e in (0, 1, 3, 8, 20, 50, 130, 300) if e in set(epochs)]  # about x2.5 apart on the log part
+    ax.set_xticks(ticks, [str(e) for e in ticks])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlim(left=-0.1)
-    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
 
 
 def gradients(table: pd.DataFrame, measures=tuple(GRADIENT_MEASURES)):
     """Each gradient measure at each checkpoint (one panel each), clean against corrupted (line
-    style: corruption degree); mean and spread over seeds, on a symmetric-log epoch axis.
+    style: corruption degree ``p``); mean and spread over seeds, on a symmetric-log epoch axis.
+    The coherence panel marks ``1/√n``, the coherence of ``n`` examples with unrelated gradients.
 
     ``table`` is :func:`memnotebooks.dynamics.gradient_table`'s output, stacked over runs.
     """
     measures = list(measures)
-    fig, axes = plt.subplots(1, len(measures), figsize=(3.7 * len(measures), 3.3), squeeze=False, layout="constrained")
+    table = table.rename(columns={"corruption_degree": "p"})
+    fig, axes = plt.subplots(1, len(measures), figsize=(3.4 * len(measures), 3.2), squeeze=False, layout="constrained")
     for ax, measure in zip(axes[0], measures):
-        sns.lineplot(table, x="epoch", y=measure, hue="subset", palette=SUBSET_COLOURS, style="corruption_degree", markers=True, errorbar=SPREAD, ax=ax, legend=ax is axes[0, -1])
+        sns.lineplot(table, x="epoch", y=measure, hue="subset", palette=SUBSET_COLOURS, style="p", markers=True, errorbar=SPREAD, ax=ax, legend=ax is axes[0, -1])
         ax.set(ylabel=GRADIENT_MEASURES[measure])
-        _epoch_axis(ax)
+        _epoch_axis(ax, table.epoch.unique())
+        if measure == "coherence":  # what examples with unrelated gradients would give
+            baseline = 1 / table.n_points.median() ** 0.5
+            ax.axhline(baseline, color="grey", linestyle=":", linewidth=1)
+            ax.annotate("unrelated", (0, baseline), xytext=(2, 2), textcoords="offset points", color="grey", fontsize="small")
     sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False)
     return fig
 
@@ -453,7 +462,7 @@ def setting_curves(history: pd.DataFrame, column: str = "train_accuracy", settin
     noise, :func:`memnotebooks.dynamics.settings_history`); mean and spread over seeds."""
     ax = _axes(ax, (6.5, 3.4))
     sns.lineplot(history, x="epoch", y=column, hue=setting, errorbar=SPREAD, ax=ax)
-    ax.set(ylabel=f"accuracy, {ACCURACY_LABELS.get(column, column)}", ylim=(0, 1.02))
+    ax.set(ylabel=ACCURACY_LABELS.get(column, column), ylim=(0, 1.02))
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False, title=None)
     return ax
 
@@ -464,7 +473,7 @@ MANIFOLD_MEASURES = ("capacity", "radius", "dimension")
 def manifold_layers(table: pd.DataFrame, hue: str = "epoch"):
     """Mean-field capacity, radius and dimension (rows) of each manifold group (columns) by
     layer, one line per value of ``hue`` (the epoch by default); mean over the classes (and
-    seeds), with their spread.
+    seeds), with a band of one standard deviation over them.
 
     ``table`` is :func:`memnotebooks.dynamics.manifold_table`'s output.
     """
@@ -474,9 +483,12 @@ def manifold_layers(table: pd.DataFrame, hue: str = "epoch"):
     long[hue] = long[hue].astype(str)  # one distinct colour per epoch, early dark to late light
     grid = sns.relplot(
         long, x="layer_index", y="value", hue=hue, hue_order=[str(v) for v in order], row="measure", col="group", kind="line", marker="o",
-        errorbar=SPREAD, height=2.2, aspect=1.35, palette=sns.color_palette("viridis", len(order)), facet_kws={"sharey": "row", "margin_titles": True},
+        errorbar=SPREAD, height=1.9, aspect=1.2, palette=sns.color_palette("viridis", len(order)), facet_kws={"sharey": "row"},
     )
-    grid.set_titles(row_template="{row_name}", col_template="{col_name}")
+    for ax, group in zip(grid.axes[0], grid.col_names):
+        ax.set_title(group)
+    for ax in grid.axes[1:].flat:
+        ax.set_title("")
     grid.set(xticks=range(len(names)), xticklabels=names, xlabel="", ylabel="")
     for ax, measure in zip(grid.axes[:, 0], MANIFOLD_MEASURES):
         ax.set_ylabel(measure)
@@ -493,7 +505,7 @@ def regularization(history: pd.DataFrame, setting: str = "setting"):
     for ax, column, title in zip(axes, ["corrupted_accuracy_given", "test_accuracy"], ["corrupted examples, given labels (memorized)", "test set (generalized)"]):
         sns.lineplot(history, x="epoch", y=column, hue=setting, errorbar=SPREAD, ax=ax, legend=ax is axes[-1])
         ax.set(title=title, ylabel="accuracy", ylim=(0, 1.02))
-    sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False)
+    sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False, title=None)
     return fig
 
 
@@ -510,8 +522,8 @@ def decoding_over_epochs(table: pd.DataFrame, selection: str = "validated"):
         errorbar=SPREAD, height=3.0, aspect=1.2, facet_kws={"sharex": False},
     )
     grid.set_titles("p = {col_name}")
-    grid.set(ylim=(0, 1.02), ylabel=f"test accuracy ({selection})")
+    grid.set(ylim=(0, 1.02), ylabel="holdout accuracy" if selection == "validated" else "test accuracy")
     for ax in grid.axes.flat:
-        _epoch_axis(ax)
+        _epoch_axis(ax, shown.epoch.unique())
     sns.move_legend(grid, "upper left", bbox_to_anchor=(1.0, 0.9), title=None, frameon=False)
     return grid.figure

@@ -107,8 +107,8 @@ def test_decoding_over_epochs(memorized):
     assert masc[5] == layerwise[layerwise.split == "test"].accuracy.max()  # the paper's best layer
     assert network[0] < 0.3 < masc[0]  # an untrained network guesses; its input still decodes
     peaks = dynamics.decoding_peaks(table, selection="test-selected")
-    assert peaks.loc[(0.6, "network"), "peak accuracy"] == round(network.max(), 3)
-    assert peaks.loc[(0.6, "MASC"), "last epoch"] == 5 and peaks.loc[(0.6, "network"), "last layer"] == "output"
+    assert peaks.loc[(0.6, "network"), ("peak", "accuracy")] == round(network.max(), 3)
+    assert peaks.loc[(0.6, "MASC"), ("last checkpoint", "epoch")] == 5 and peaks.loc[(0.6, "network"), ("last checkpoint", "layer")] == "output"
     with pytest.raises(ValueError, match="never checkpointed"):
         dynamics.decoding_over_epochs([memorized], epochs=[4])
     narrow = dynamics.decoding_over_epochs([memorized], epochs=[5], layers=["fc1"])
@@ -122,14 +122,15 @@ def test_setting_labels_and_summaries(memorized):
     assert dynamics.setting_label(base.replace(corruption_degree=0.6, dropout=0.5, weight_decay=0.01)) == "random labels (p = 0.6), dropout 0.5, weight decay 0.01"
     summary = dynamics.settings_summary([memorized])
     assert list(summary.index) == ["random labels (p = 0.6)"]
+    assert list(dynamics.settings_summary([memorized], noise=False).index) == ["no regularizer"]
     assert summary.loc["random labels (p = 0.6)", "test"] == pytest.approx(memorized.summary["test_accuracy"], abs=5e-4)
     history = dynamics.settings_history([memorized])
     assert (history.setting == "random labels (p = 0.6)").all() and len(history) == memorized.summary["epochs"] + 1
     learning = dynamics.learning_summary(dynamics.learning_table([memorized]))
     assert learning.loc[(0.6, "clean"), "median epoch"] < learning.loc[(0.6, "corrupted"), "median epoch"]
     assert learning["share not learned"].between(0, 1).all()
-    with pytest.raises(ValueError, match=r"Unknown RunConfig field\(s\) \['width'\]"):
-        runs.history_table([memorized], fields=["width"])
+    with pytest.raises(ValueError, match=r"Unknown RunConfig field\(s\) \['depth'\]"):
+        runs.history_table([memorized], fields=["depth"])
 
 
 def test_manifold_table(memorized):
@@ -156,12 +157,15 @@ def test_manifold_table(memorized):
 def test_recovery_table(memorized):
     rewinding = dynamics.rewinding_table(memorized, depths=[0, 2])
     table = dynamics.recovery_table(memorized, rewinding, relabel_methods=["masc_corrupted"], max_epochs=2)
-    assert list(table.index) == ["memorized network", "network stopped early", "rewinding the last layers", "MASC, best layer", "relabel + retrain (masc_corrupted)"]
+    assert list(table.index) == ["memorized", "stopped early", "rewound", "MASC", "retrained, masc_corrupted"]
     history = memorized.history
-    assert table.loc["memorized network", "holdout accuracy"] == round(history.test_holdout_accuracy.iloc[-1], 3)
+    assert table.loc["memorized", "holdout accuracy"] == round(history.test_holdout_accuracy.iloc[-1], 3)
     best = rewinding.loc[rewinding.test_validation_accuracy.idxmax()]
-    assert table.loc["rewinding the last layers", "choice"] == f"L = {best.layers_rewound} to epoch {best.epoch}"
-    assert table.loc["rewinding the last layers", "holdout accuracy"] == round(best.test_holdout_accuracy, 3)
+    assert table.loc["rewound", "choice"] == f"L = {best.layers_rewound}, epoch {best.epoch}"
+    assert table.loc["rewound", "holdout accuracy"] == round(best.test_holdout_accuracy, 3)
+    # Rewinding every layer is the checkpoint itself (an early stop), so it is not a rewinding.
+    full = dynamics.rewinding_table(memorized, depths=[5])
+    assert dynamics.recovery_table(memorized, pd.concat([rewinding, full]), relabel_methods=[]).loc["rewound", "choice"] == table.loc["rewound", "choice"]
     # The early-stopped network is one of the rewound ones (L = 5 at its epoch) only if checkpointed; it
     # is chosen on the same validation part, so it scores at least the memorized network there.
     assert history.test_validation_accuracy.max() >= history.test_validation_accuracy.iloc[-1]
