@@ -145,9 +145,10 @@ def comparison(gathered: pd.DataFrame) -> pd.DataFrame:
 
 
 def provenance(runs_, command: str, **extra) -> dict:
-    """What produced the runs: per run its configuration key, device, torch version, epochs and
-    wall time (from its ``summary.json``); the git commit of the code, the command, the cache
-    version and ``extra``."""
+    """What produced the runs: per run its configuration key, device, torch version, epochs, wall
+    time and stack, if stacked (from its ``summary.json``); their training time
+    (:func:`training_seconds`); the git commit of the code, the command, the cache version and
+    ``extra``."""
     return {
         "command": command,
         "commit": git_commit(),
@@ -155,11 +156,24 @@ def provenance(runs_, command: str, **extra) -> dict:
         "cache_version": CACHE_VERSION,
         **extra,
         "runs": [
-            {"key": r.path.name, **config_columns(r), **{k: r.summary.get(k) for k in ("device", "torch", "epochs", "reached_target", "seconds")}}
+            {"key": r.path.name, **config_columns(r), **{k: r.summary.get(k) for k in ("device", "torch", "epochs", "reached_target", "seconds", "stack")}}
             for r in runs_
         ],
-        "total_seconds": float(sum(r.summary.get("seconds", 0.0) for r in runs_)),
+        "total_seconds": training_seconds(runs_),
     }
+
+
+def training_seconds(runs_) -> float:
+    """The wall time spent training ``runs_``: the sum over runs trained alone, plus, per stack
+    (:mod:`memnotebooks.stacked`), the time of its last run to stop, as its runs shared it."""
+    alone, stacks = 0.0, {}
+    for r in runs_:
+        seconds, stack = float(r.summary.get("seconds", 0.0)), r.summary.get("stack")
+        if stack is None:
+            alone += seconds
+        else:
+            stacks[stack] = max(stacks.get(stack, 0.0), seconds)
+    return alone + sum(stacks.values())
 
 
 def write_report(folder: str | os.PathLike, runs_, command: str, **extra) -> Path:
@@ -258,9 +272,9 @@ def chosen_layers(runs_table: pd.DataFrame) -> pd.DataFrame:
 
 
 def provenance_overview(records: dict) -> pd.DataFrame:
-    """One column per report: its runs, device(s), torch version(s), the training time summed over
-    runs, the sweep's wall time, and the commits the sweep started from and the report was
-    written at (:func:`provenance_commands` gives the commands themselves)."""
+    """One column per report: its runs, device(s), torch version(s), the training time
+    (:func:`training_seconds`), the sweep's wall time, and the commits the sweep started from and
+    the report was written at (:func:`provenance_commands` gives the commands themselves)."""
     rows = []
     for sweep, record in records.items():
         invocations = record.get("invocations", [])
@@ -270,7 +284,7 @@ def provenance_overview(records: dict) -> pd.DataFrame:
                 "runs": len(record["runs"]),
                 "devices": "; ".join(sorted({str(r["device"]) for r in record["runs"]})),
                 "torch": "; ".join(sorted({str(r["torch"]) for r in record["runs"]})),
-                "training hours (sum over runs)": round(record["total_seconds"] / 3600, 2),
+                "training hours": round(record["total_seconds"] / 3600, 2),
                 "sweep wall hours": round(sum(i.get("wall_seconds", 0.0) for i in invocations) / 3600, 2) if invocations else None,
                 "sweep commit(s)": ", ".join(sorted({(i.get("commit") or "unknown")[:10] for i in invocations})) or "unknown",
                 "report commit": (record.get("commit") or "unknown")[:10],

@@ -24,7 +24,8 @@ A run that reaches its target (or its epoch cap) leaves the stack: its weights a
 with its optimizer state, is sliced to the runs still training. It is then the run that stopped at
 that epoch, as alone, and later epochs cost only the runs still training. The runs are written
 to the cache exactly as :func:`memnotebooks.runs.run` writes them (its ``summary.json`` adds
-``stacked_with``, the number of runs in the stack, and its ``seconds`` is the stack's wall time),
+``stacked_with``, the number of runs in the stack, and ``stack``, its name; its ``seconds`` is
+the stack's wall time until the run stopped),
 so ``run`` then reads them unchanged. Stacked and single runs differ by floating-point rounding
 only (batched products sum in another order); Adam, which divides each gradient by its running
 magnitude, magnifies that rounding where gradients are near zero (on digits the MLP's weights
@@ -37,6 +38,7 @@ draws other masks than the single run, so it would not be the same run) and mode
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import warnings
@@ -140,9 +142,11 @@ def train_stacked(
             one_by_one.update(dict.fromkeys(group, reason))
             continue
         results = _train_group(group, data, models, device, progress)
+        # Names the stack, so that a report counts its shared wall time once.
+        stack = hashlib.sha1(" ".join(sorted(c.key() for c in group)).encode()).hexdigest()[:12]
         for config, (_, labels, mask), model, result in zip(group, data, models, results):
             # Its seconds are the stack's wall time until it stopped, shared with the other runs.
-            summary = {**_summary(result, device), "stacked_with": len(group)}
+            summary = {**_summary(result, device), "stacked_with": len(group), "stack": stack}
             _write_run(run_path(config, artifacts_dir), config, model, result, labels, mask, summary)
     if one_by_one:
         warnings.warn(f"{len(one_by_one)} run(s) cannot be stacked and train one by one. {_by_reason(one_by_one)}", stacklevel=2)

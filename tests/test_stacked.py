@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from memnotebooks import runs, stacked
+from memnotebooks import report, runs, stacked
 from memnotebooks.models import build_model
 from memnotebooks.runs import RunConfig
 from memnotebooks.stacked import _Stack
@@ -78,6 +78,15 @@ def test_stacked_summaries_say_so(both):
         assert s.summary["stacked_with"] == len(GRID) and "stacked_with" not in o.summary
         assert set(o.summary) <= set(s.summary)
     assert runs.summary_table(both[0])["epochs"].tolist() == [r.summary["epochs"] for r in both[0]]
+
+
+def test_a_report_counts_a_stacks_wall_time_once(both):
+    stacked_runs, single_runs = both
+    seconds = [r.summary["seconds"] for r in stacked_runs]
+    assert len({r.summary["stack"] for r in stacked_runs}) == 1
+    assert report.training_seconds(stacked_runs) == pytest.approx(max(seconds)) and max(seconds) < sum(seconds)
+    assert report.training_seconds(single_runs) == pytest.approx(sum(r.summary["seconds"] for r in single_runs))
+    assert report.training_seconds([*stacked_runs, *single_runs]) == pytest.approx(max(seconds) + sum(r.summary["seconds"] for r in single_runs))
 
 
 def test_run_grid_stacks_and_then_reads_from_the_cache(tmp_path, monkeypatch):
