@@ -263,25 +263,25 @@ def rewinding_table(run_: Run, epochs=None, depths=None) -> pd.DataFrame:
         raise ValueError(f"depths {bad} are out of range: {run_.config.model} has {len(layers)} weight layers ({', '.join(layers)}), so L runs from 0 to {len(layers)}.")
     corrupted = run_.corrupted
     validation = test_parts(run_.dataset)["test_validation"][1].numpy()
+
+    def scores(model) -> dict:
+        fitted = (predict(model, run_.dataset.x_train).cpu() == run_.train_labels).numpy()
+        correct = (predict(model, run_.dataset.x_test).cpu() == run_.dataset.y_test).numpy()
+        return {
+            "test_accuracy": float(correct.mean()),
+            "test_validation_accuracy": float(correct[validation].mean()),
+            "test_holdout_accuracy": float(correct[~validation].mean()),
+            "clean_accuracy": float(fitted[~corrupted].mean()) if (~corrupted).any() else float("nan"),
+            "corrupted_accuracy_given": float(fitted[corrupted].mean()) if corrupted.any() else float("nan"),
+        }
+
+    memorized = scores(run_.model) if 0 in depths else None  # L = 0 rewinds nothing, whatever the epoch
     rows = []
     for epoch in _checkpoint_epochs(run_, epochs):
         early_state = run_.checkpoint(epoch).state_dict()
-        for depth in depths:
-            model = rewind(copy.deepcopy(run_.model), early_state, int(depth))
-            fitted = (predict(model, run_.dataset.x_train).cpu() == run_.train_labels).numpy()
-            correct = (predict(model, run_.dataset.x_test).cpu() == run_.dataset.y_test).numpy()
-            rows.append(
-                {
-                    "epoch": epoch,
-                    "layers_rewound": int(depth),
-                    "first_rewound": layers[len(layers) - depth] if depth else "",
-                    "test_accuracy": float(correct.mean()),
-                    "test_validation_accuracy": float(correct[validation].mean()),
-                    "test_holdout_accuracy": float(correct[~validation].mean()),
-                    "clean_accuracy": float(fitted[~corrupted].mean()) if (~corrupted).any() else float("nan"),
-                    "corrupted_accuracy_given": float(fitted[corrupted].mean()) if corrupted.any() else float("nan"),
-                }
-            )
+        for depth in map(int, depths):
+            rewound = memorized if depth == 0 else scores(rewind(copy.deepcopy(run_.model), early_state, depth))
+            rows.append({"epoch": epoch, "layers_rewound": depth, "first_rewound": layers[len(layers) - depth] if depth else "", **rewound})
     return pd.DataFrame(rows).assign(**config_columns(run_))
 
 
