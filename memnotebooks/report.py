@@ -375,11 +375,12 @@ def main(argv=None) -> None:
     parser.add_argument("sweep_dir", help="a sweep's folder, runs/<sweep> (its runs are in artifacts/), or any run cache")
     parser.add_argument("--output", default=None, help="report folder (default <sweep_dir>/report)")
     parser.add_argument("--data-root", default=None, help="dataset folder (default $MEMNOTEBOOKS_DATA)")
+    parser.add_argument("--device", default="cpu", help="where the runs' activations and MASC are computed (default cpu)")
     parser.add_argument("--note", default=None, help="free text kept in provenance.json (e.g. how the runs were launched)")
     args = parser.parse_args(argv)
     sweep_dir = Path(args.sweep_dir)
     artifacts = sweep_dir / "artifacts" if (sweep_dir / "artifacts").is_dir() else sweep_dir
-    runs_ = trained_runs(artifacts, data_root=args.data_root)
+    runs_ = trained_runs(artifacts, device=args.device, data_root=args.data_root)
     if not runs_:
         parser.error(f"no finished trained runs under {artifacts}")
     sweep_file = sweep_dir / "sweep.json"

@@ -38,6 +38,7 @@ draws other masks than the single run, so it would not be the same run) and mode
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import time
@@ -51,7 +52,7 @@ from tqdm import tqdm
 
 from .corruption import corrupted_points
 from .devices import resolve_device
-from .runs import RunConfig, _summary, _write_run, build_run_model, is_complete, run_path, test_parts, training_data
+from .runs import RunConfig, _summary, _write_run, build_run_model, is_complete, run_grid, run_path, summary_table, test_parts, training_data
 from .training import StopAtTarget, TrainingResult, _check_settings, _learned_since, epoch_orders, history_row, make_optimizer, predict
 
 __all__ = ["PER_RUN_FIELDS", "stacking_groups", "train_stacked"]
@@ -333,3 +334,35 @@ def _epoch(stack: _Stack, x_train, shared_x: bool, labels, orders, train_predict
         total += per_run.detach() * index.shape[1]
         train_predictions[rows, index] = logits.detach().argmax(dim=2)
     return (total / order.shape[1]).tolist()
+
+
+def main(argv=None) -> None:
+    """Train a grid into a run cache from the command line, stacked where it can be: the entry
+    point for machines without Jupyter (``python -m memnotebooks.report`` then compares the cache
+    with the paper)."""
+    parser = argparse.ArgumentParser(prog="python -m memnotebooks.stacked", description="Train a grid of runs (degrees x seeds) as stacked models into a run cache.")
+    parser.add_argument("artifacts_dir", help="the run cache to train into (runs already there are read, not trained)")
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--model", default="mlp")
+    parser.add_argument("--degrees", type=float, nargs="+", default=[0.0, 0.2, 0.4, 0.6, 0.8], help="corruption degrees p")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--subset", type=int, default=None, help="stratified training subset (default: all)")
+    parser.add_argument("--test-subset", type=int, default=None, help="stratified test subset (default: all)")
+    parser.add_argument("--max-epochs", type=int, default=500)
+    parser.add_argument("--data-root", default=None, help="dataset folder (default $MEMNOTEBOOKS_DATA)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    try:
+        config = RunConfig(dataset=args.dataset, model=args.model, subset=args.subset, test_subset=args.test_subset, max_epochs=args.max_epochs)
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
+    start = time.perf_counter()
+    grid = run_grid(config, args.degrees, args.seeds, stacked=True, artifacts_dir=args.artifacts_dir, data_root=args.data_root, device=args.device, progress=not args.no_progress)
+    columns = ["corruption_degree", "seed", "epochs", "reached_target", "test_accuracy"]
+    print(summary_table(grid)[columns].to_string(index=False))
+    print(f"{len(grid)} runs in {args.artifacts_dir}, {time.perf_counter() - start:.0f} s wall time")
+
+
+if __name__ == "__main__":
+    main()

@@ -164,3 +164,21 @@ def test_leaving_the_stack_keeps_each_remaining_runs_adam_state():
     assert three.runs.tolist() == [0, 2]
     for name, value in two.params.items():
         torch.testing.assert_close(three.params[name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_the_command_line_trains_a_grid_stacked_that_the_report_reads(tmp_path, capsys):
+    stacked.main([str(tmp_path), "--degrees", "0", "0.4", "--seeds", "0", "1", "--subset", "200", "--max-epochs", "2", "--no-progress"])
+    out = capsys.readouterr().out
+    assert "4 runs in" in out and "0.4" in out
+    found = report.trained_runs(tmp_path)
+    assert [(r.config.corruption_degree, r.config.seed, r.summary["stacked_with"]) for r in found] == [(0.0, 0, 4), (0.0, 1, 4), (0.4, 0, 4), (0.4, 1, 4)]
+    report.main([str(tmp_path), "--output", str(tmp_path / "report")])
+    record = report.load_report(tmp_path / "report")[1]
+    assert {run["stack"] for run in record["runs"]} == {found[0].summary["stack"]}
+    assert record["total_seconds"] == pytest.approx(max(run["seconds"] for run in record["runs"]))
+
+
+def test_the_command_line_names_a_bad_dataset(capsys):
+    with pytest.raises(SystemExit):
+        stacked.main(["unused", "--dataset", "imagenet"])
+    assert "imagenet" in capsys.readouterr().err
