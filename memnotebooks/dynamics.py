@@ -33,7 +33,7 @@ from .evaluation import best_layer_scores, layerwise_evaluation
 from .geometry import manifold_analysis
 from .models import rewind, weight_layers
 from .relabel import relabel_table
-from .runs import Run, RunConfig, config_columns, history_table, summary_table, test_parts
+from .runs import Run, RunConfig, config_columns, early_stopped, history_table, summary_table, test_parts
 from .training import per_example_gradient_norms, predict, summed_gradient
 
 __all__ = [
@@ -130,7 +130,7 @@ def width_summary(runs) -> pd.DataFrame:
     rows = []
     for r in runs:
         history = r.history
-        early = history.loc[history.test_validation_accuracy.idxmax()]
+        early = early_stopped(history)
         rows.append(
             {
                 **config_columns(r),
@@ -309,7 +309,7 @@ def recovery_table(run_: Run, rewinding: pd.DataFrame, relabel_methods=RELABEL_M
         epoch kept) and ``holdout accuracy``.
     """
     history = run_.history
-    early = history.loc[history.test_validation_accuracy.idxmax()]
+    early = early_stopped(history)
     partial = rewinding[rewinding.layers_rewound < len(weight_layers(run_.model))]
     best = partial.loc[partial.test_validation_accuracy.idxmax()]
     masc = best_layer_scores(layerwise_evaluation(run_, fit_labels="corrupted"))

@@ -26,7 +26,7 @@ from .data import VALIDATION_FRACTION, VALIDATION_SEED, validation_split
 from .geometry import class_geometry
 from .masc import check_variance_threshold
 from .probes import PROBES, fit_probe, probe_accuracies, probe_recipe
-from .runs import FIT_LABELS, Run, config_columns, history_table, run
+from .runs import FIT_LABELS, Run, config_columns, early_stopped, history_table, run
 from .store import cached_table, is_cached
 
 __all__ = [
@@ -298,7 +298,7 @@ def network_scores(history: pd.DataFrame) -> pd.DataFrame:
     for identity, runs_history in history.groupby(keys, sort=True):
         runs_history = runs_history.reset_index(drop=True)
         final = runs_history.iloc[-1]
-        early = runs_history.loc[runs_history.test_validation_accuracy.idxmax()]
+        early = early_stopped(runs_history)
         peak = runs_history.loc[runs_history.test_accuracy.idxmax()]
         for baseline, epoch, accuracy in (
             ("network, final", final.epoch, final.test_accuracy),

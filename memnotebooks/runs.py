@@ -50,6 +50,7 @@ __all__ = [
     "RunConfig",
     "build_run_model",
     "config_columns",
+    "early_stopped",
     "history_table",
     "is_complete",
     "run",
@@ -481,6 +482,12 @@ def summary_table(runs) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def early_stopped(history: pd.DataFrame) -> pd.Series:
+    """The row of a run's history (:attr:`Run.history`) at the epoch early stopping keeps: the
+    highest accuracy on the validation part of the test set (the first such epoch on ties)."""
+    return history.loc[history.test_validation_accuracy.idxmax()]
 
 
 def history_table(runs, fields=()) -> pd.DataFrame:
