@@ -22,15 +22,19 @@ import pandas as pd
 import torch
 
 from .activations import check_layers, extract_activations
+from .corruption import corrupt_labels
 from .data import VALIDATION_FRACTION, VALIDATION_SEED, validation_split
 from .geometry import class_geometry
 from .masc import check_variance_threshold
 from .probes import PROBES, fit_probe, probe_accuracies, probe_recipe
-from .runs import FIT_LABELS, Run, config_columns, early_stopped, history_table, run
+from .prose import mean_std
+from .runs import FIT_LABELS, Run, config_columns, early_stopped, run
 from .store import cached_table, is_cached
+from .uncertainty import pack_hits, paired_bootstrap, unpack_hits
 
 __all__ = [
     "PROTOCOL",
+    "noisy_validation_labels",
     "SELECTIONS",
     "baseline_scores",
     "best_layer_scores",
@@ -44,6 +48,7 @@ __all__ = [
     "layerwise_evaluation",
     "mean_std_table",
     "network_scores",
+    "paired_differences",
     "threshold_scores",
     "untrained_runs",
 ]
@@ -52,11 +57,27 @@ PROTOCOL = {
     "validation_fraction": VALIDATION_FRACTION,
     "validation_seed": VALIDATION_SEED,
     "sets": [
-        "test/true", "test_validation/true", "test_holdout/true",
+        "test/true", "test_validation/true", "test_validation/given", "test_holdout/true",
         "train_clean/true", "train_corrupted/true", "train_corrupted/given",
     ],
 }
 """The evaluation protocol, part of every evaluation table's cache key."""
+
+
+def noisy_validation_labels(run_: Run) -> np.ndarray:
+    """The validation part's labels as a practitioner without clean labels would hold them:
+    corrupted like the run's training labels (same degree and mode, the run's seed).
+
+    Choosing a layer, an epoch or a threshold on these is choosing on the corrupted labels of
+    images the network never trained on: a held-out part of the training set, in distribution,
+    taken from the test set's validation part so that the network trains on the paper's training
+    set. (``random_inputs`` corrupts inputs, not labels: its labels stay true.)
+    """
+    c = run_.config
+    y_validation = run_.dataset.y_test.numpy()[validation_split(run_.dataset.y_test.numpy())]
+    if c.corruption_mode == "random_inputs":
+        return y_validation
+    return corrupt_labels(y_validation, c.corruption_degree, run_.dataset.n_classes, seed=c.seed, mode=c.corruption_mode).labels
 
 
 def evaluation_sets(run_: Run) -> dict:
@@ -75,6 +96,7 @@ def evaluation_sets(run_: Run) -> dict:
     sets = {
         ("test", "true"): ("test", np.ones(len(y_test), dtype=bool), y_test),
         ("test_validation", "true"): ("test", validation, y_test[validation]),
+        ("test_validation", "given"): ("test", validation, noisy_validation_labels(run_)),
         ("test_holdout", "true"): ("test", ~validation, y_test[~validation]),
         ("train_clean", "true"): ("train", ~corrupted, true[~corrupted]),
         ("train_corrupted", "true"): ("train", corrupted, true[corrupted]),
@@ -158,7 +180,8 @@ def layerwise_evaluation(
     DataFrame
         Columns ``dataset``, ``model``, ``corruption_degree``, ``seed`` (and ``epoch``, when
         given), ``layer``, ``layer_index``, ``probe``, ``fit_labels``, ``fit_corruption_degree``,
-        ``split``, ``target``, ``accuracy``, ``n_points``.
+        ``split``, ``target``, ``accuracy``, ``n_points``, ``hits`` (each point's hit, packed:
+        :func:`memnotebooks.uncertainty.pack_hits`).
     """
     model = run_.model if epoch is None else run_.checkpoint(epoch)
     layers = check_layers(model, layers)
@@ -204,20 +227,30 @@ def layerwise_evaluation(
     ]
     table = pd.concat(frames, ignore_index=True)
     table["layer_index"] = table.layer.map(list(model.probe_layers).index)
-    columns = ["layer", "layer_index", "probe", "fit_labels", "fit_corruption_degree", "split", "target", "accuracy", "n_points"]
+    columns = ["layer", "layer_index", "probe", "fit_labels", "fit_corruption_degree", "split", "target", "accuracy", "n_points", "hits"]
     identity = {**config_columns(run_), **({} if epoch is None else {"epoch": int(epoch)})}
     return table[columns].assign(**identity)[list(identity) + columns]
 
 
 _BEST_LAYER_KEYS = ["dataset", "model", "corruption_degree", "probe", "fit_labels", "fit_corruption_degree"]
 
-SELECTIONS = {"test-selected": ("test", "test"), "validated": ("test_validation", "test_holdout")}
-"""How a layer (or an epoch, or a threshold) is chosen: on which split, and scored on which.
+SELECTIONS = {
+    "test-selected": (("test", "true"), "test"),
+    "validated": (("test_validation", "true"), "test_holdout"),
+    "noisy-validated": (("test_validation", "given"), "test_holdout"),
+    "holdout-selected": (("test_holdout", "true"), "test_holdout"),
+}
+"""How a layer (or an epoch, or a threshold) is chosen: on which split and labels, and scored
+on which split (always against the true labels).
 ``test-selected`` is the paper's: chosen on the test set itself, which flatters it;
-``validated`` is chosen on the validation 20 % and scored on the other 80 %."""
+``validated`` is chosen on the *true* labels of the validation 20 % and scored on the other 80 %;
+``noisy-validated`` is chosen on the validation part's *corrupted* labels
+(:func:`noisy_validation_labels`), what a practitioner without clean labels can do;
+``holdout-selected`` is the paper's rule on the holdout 80 %, so that it can be set beside the
+validated figure on the same images (the gap is then what choosing on the scored images adds)."""
 
 
-def best_layer_scores(evaluation: pd.DataFrame, layers=None) -> pd.DataFrame:
+def best_layer_scores(evaluation: pd.DataFrame, layers=None, selections=("test-selected", "validated")) -> pd.DataFrame:
     """Each seed's accuracy at the best layer, the layer chosen both ways of :data:`SELECTIONS`.
 
     The layer is chosen once per (dataset, model, degree, probe, fitting labels) on the mean over
@@ -230,25 +263,33 @@ def best_layer_scores(evaluation: pd.DataFrame, layers=None) -> pd.DataFrame:
         :func:`layerwise_evaluation` tables of one or several runs.
     layers : list of str, optional
         Choose among these layers only (e.g. the hidden ones); default all.
+    selections : list of str
+        Keys of :data:`SELECTIONS`.
 
     Returns
     -------
     DataFrame
         Columns ``dataset``, ``model``, ``corruption_degree``, ``probe``, ``fit_labels``,
-        ``fit_corruption_degree``, ``selection``, ``layer``, ``seed``, ``accuracy``.
+        ``fit_corruption_degree``, ``selection``, ``layer``, ``seed``, ``accuracy`` and, where
+        the evaluation has them, ``hits`` on the scored split.
     """
+    unknown = [s for s in selections if s not in SELECTIONS]
+    if unknown:
+        raise ValueError(f"Unknown selection(s) {unknown}; choose from: {', '.join(SELECTIONS)}.")
     keys = _BEST_LAYER_KEYS
-    scored = evaluation[evaluation.target == "true"]
     if layers is not None:
-        scored = scored[scored.layer.isin(layers)]
-    mean = scored.groupby(keys + ["layer", "split"], as_index=False)["accuracy"].mean()
+        evaluation = evaluation[evaluation.layer.isin(layers)]
+    scored = evaluation[evaluation.target == "true"]
+    mean = evaluation.groupby(keys + ["layer", "split", "target"], as_index=False)["accuracy"].mean()
+    kept = ["layer", "seed", "accuracy"] + (["hits"] if "hits" in scored else [])
     frames = []
-    for selection, (choose, score) in SELECTIONS.items():
-        chosen = mean[mean.split == choose].dropna(subset=["accuracy"])
+    for selection in selections:
+        (choose, labels), score = SELECTIONS[selection]
+        chosen = mean[(mean.split == choose) & (mean.target == labels)].dropna(subset=["accuracy"])
         best = chosen.loc[chosen.groupby(keys)["accuracy"].idxmax(), keys + ["layer"]]
         per_seed = best.merge(scored[scored.split == score], on=keys + ["layer"])
-        frames.append(per_seed[keys + ["layer", "seed", "accuracy"]].assign(selection=selection))
-    return pd.concat(frames, ignore_index=True)[keys + ["selection", "layer", "seed", "accuracy"]]
+        frames.append(per_seed[keys + kept].assign(selection=selection))
+    return pd.concat(frames, ignore_index=True)[keys + ["selection", *kept]]
 
 
 def best_layers(evaluation: pd.DataFrame, layers=None) -> pd.DataFrame:
@@ -275,37 +316,45 @@ def hidden_layers(run_: Run) -> list[str]:
     return [layer for layer in run_.model.probe_layers if layer != "input"]
 
 
-def network_scores(history: pd.DataFrame) -> pd.DataFrame:
-    """The network's own test accuracy per run: final, early-stopped, and at its peak.
+def network_scores(runs_) -> pd.DataFrame:
+    """The network's own accuracy per run on the holdout part: final, early-stopped, at its peak.
+
+    Every row is scored on the same images, the holdout 80 % of the test set, so that any two
+    rows (and the probes' validated rows) can be compared image by image.
 
     Parameters
     ----------
-    history : DataFrame
-        :func:`memnotebooks.runs.history_table` of the runs (with the per-epoch
-        ``test_validation_accuracy`` and ``test_holdout_accuracy``).
+    runs_ : list of Run
+        With their per-epoch history and per-epoch test predictions.
 
     Returns
     -------
     DataFrame
-        Per run and ``baseline``: ``network, final`` (last epoch, test set), ``network,
-        early-stopped (validated)`` (the epoch with the best validation accuracy, scored on the
-        holdout part) and ``network, peak (test-selected)`` (the best test accuracy over epochs);
-        columns ``dataset``, ``model``, ``corruption_degree``, ``seed``, ``baseline``, ``epoch``,
-        ``accuracy``.
+        Per run and ``baseline``: ``network, final`` (the last epoch), ``network, early-stopped
+        (validated)`` (the epoch with the best validation accuracy), ``network, early-stopped
+        (noisy-validated)`` (the epoch whose predictions agree best with the validation part's
+        corrupted labels, :func:`noisy_validation_labels`) and ``network, peak
+        (holdout-selected)`` (the epoch with the best holdout accuracy: an oracle); columns
+        ``dataset``, ``model``, ``corruption_degree``, ``seed``, ``baseline``, ``epoch``,
+        ``accuracy``, ``hits`` (packed, :func:`memnotebooks.uncertainty.pack_hits`).
     """
-    keys = ["dataset", "model", "corruption_degree", "seed"]
     rows = []
-    for identity, runs_history in history.groupby(keys, sort=True):
-        runs_history = runs_history.reset_index(drop=True)
-        final = runs_history.iloc[-1]
-        early = early_stopped(runs_history)
-        peak = runs_history.loc[runs_history.test_accuracy.idxmax()]
-        for baseline, epoch, accuracy in (
-            ("network, final", final.epoch, final.test_accuracy),
-            ("network, early-stopped (validated)", early.epoch, early.test_holdout_accuracy),
-            ("network, peak (test-selected)", peak.epoch, peak.test_accuracy),
-        ):
-            rows.append({**dict(zip(keys, identity)), "baseline": baseline, "epoch": int(epoch), "accuracy": float(accuracy)})
+    for r in runs_:
+        history = r.history.reset_index(drop=True)
+        y_test = r.dataset.y_test.numpy()
+        validation = validation_split(y_test)
+        holdout = ~validation
+        predictions = r.test_predictions
+        agreement = (predictions[:, validation] == noisy_validation_labels(r)).mean(axis=1)
+        chosen = {
+            "network, final": int(history.epoch.iloc[-1]),
+            "network, early-stopped (validated)": int(early_stopped(history).epoch),
+            "network, early-stopped (noisy-validated)": int(history.epoch.iloc[int(np.argmax(agreement))]),
+            "network, peak (holdout-selected)": int(history.loc[history.test_holdout_accuracy.idxmax(), "epoch"]),
+        }
+        for baseline, epoch in chosen.items():
+            hits = predictions[epoch][holdout] == y_test[holdout]
+            rows.append({**config_columns(r), "baseline": baseline, "epoch": epoch, "accuracy": float(hits.mean()), "hits": pack_hits(hits)})
     return pd.DataFrame(rows)
 
 
@@ -320,12 +369,16 @@ def baseline_scores(
 ) -> pd.DataFrame:
     """The headline and the baselines it needs, per run (seed) and degree.
 
+    Every row is scored on the same images, the holdout 80 % of the test set, and carries each
+    image's hit (``hits``), so that any two rows can be compared image by image
+    (:func:`memnotebooks.uncertainty.paired_bootstrap`, :func:`paired_differences`).
     Rows (``baseline``; ``corrupted``/``true``: the labels the probe is fitted on):
 
     - ``network, ...``: the network itself (:func:`network_scores`);
     - ``MASC, hidden, ...``: MASC at the best hidden layer, with corrupted and with true
-      subspaces, test-selected and validated (:func:`best_layer_scores`);
-    - ``MASC, input, corrupted``: MASC on the raw input (test set), and ``best probe, input,
+      subspaces, holdout-selected and validated, and with corrupted subspaces noisy-validated
+      (:data:`SELECTIONS`, :func:`best_layer_scores`);
+    - ``MASC, input, corrupted``: MASC on the raw input, and ``best probe, input,
       corrupted (validated)``: the best other probe on it, chosen on the validation part and
       scored on the holdout;
     - ``MASC, untrained, ...``: MASC on the untrained network (:func:`untrained_runs`), best
@@ -338,21 +391,22 @@ def baseline_scores(
     -------
     DataFrame
         Columns ``dataset``, ``model``, ``corruption_degree``, ``seed``, ``baseline``, ``layer``
-        (or the epoch, or the probe chosen), ``accuracy``.
+        (or the epoch, or the probe chosen), ``accuracy``, ``hits``.
     """
     variance_threshold = check_variance_threshold(variance_threshold)
     keys = ["dataset", "model", "corruption_degree", "seed"]
     decoding = pd.concat([layerwise_evaluation(r, variance_threshold=variance_threshold) for r in grid], ignore_index=True)
     hidden = hidden_layers(grid[0])
-    frames = [network_scores(history_table(grid)).assign(layer=lambda t: "epoch " + t.epoch.astype(str)).drop(columns="epoch")]
-    best = best_layer_scores(decoding, hidden).sort_values(["fit_labels", "selection"], kind="stable")
+    frames = [network_scores(grid).assign(layer=lambda t: "epoch " + t.epoch.astype(str)).drop(columns="epoch")]
+    best = best_layer_scores(decoding, hidden, ("holdout-selected", "validated", "noisy-validated"))
+    best = best[(best.fit_labels == "corrupted") | (best.selection != "noisy-validated")].sort_values(["fit_labels", "selection"], kind="stable")
     frames.append(best.assign(baseline="MASC, hidden, " + best.fit_labels + " (" + best.selection + ")"))
     if "input" in grid[0].model.probe_layers:
         on_input = pd.concat(
             [layerwise_evaluation(r, probes=["masc", *probes], layers=["input"], fit_labels="corrupted", variance_threshold=variance_threshold) for r in grid],
             ignore_index=True,
         )
-        masc = on_input[(on_input.probe == "masc") & (on_input.split == "test") & (on_input.target == "true")]
+        masc = on_input[(on_input.probe == "masc") & (on_input.split == "test_holdout") & (on_input.target == "true")]
         frames.append(masc.assign(baseline="MASC, input, corrupted"))
         others = on_input[on_input.probe != "masc"].assign(layer=lambda t: t.probe, probe="other")
         frames.append(_validated(best_layer_scores(others), "best probe, input, corrupted (validated)"))
@@ -370,7 +424,7 @@ def baseline_scores(
             ignore_index=True,
         )
         frames.append(_validated(best_layer_scores(control, hidden), "MASC, generalized, corrupted (validated)"))
-    return pd.concat([frame[keys + ["baseline", "layer", "accuracy"]] for frame in frames], ignore_index=True)
+    return pd.concat([frame[keys + ["baseline", "layer", "accuracy", "hits"]] for frame in frames], ignore_index=True)
 
 
 def _validated(scores: pd.DataFrame, baseline: str) -> pd.DataFrame:
@@ -382,14 +436,53 @@ def mean_std_table(table: pd.DataFrame, row: str, value: str, digits: int = 3) -
     corruption degree (columns ``p = ...``), as text: ``"0.918 ± 0.012"`` (non-breaking
     spaces around ``±``, so a cell does not wrap), or the mean alone
     with one seed; empty where not measured."""
-    stats = table.groupby([row, "corruption_degree"], sort=False)[value].agg(["mean", "std", "count"])
-    cells = [
-        f"{m:.{digits}f}" if n < 2 else f"{m:.{digits}f}\u00a0±\u00a0{s:.{digits}f}"  # kept on one line
-        for m, s, n in zip(stats["mean"], stats["std"], stats["count"])
-    ]
+    stats = table.groupby([row, "corruption_degree"], sort=False)[value].agg(list)
+    cells = [mean_std(values, digits) for values in stats]
     wide = pd.Series(cells, index=stats.index).unstack("corruption_degree").reindex(table[row].unique())
     wide.columns = [f"p = {degree:g}" for degree in wide.columns]
     return wide.fillna("").rename_axis(None)
+
+
+def paired_differences(scores: pd.DataFrame, reference: str, others=None, column: str = "baseline") -> pd.DataFrame:
+    """Each row's accuracy difference from ``reference``, per degree, with its paired interval.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        Columns ``column``, ``corruption_degree``, ``seed``, ``accuracy`` and ``hits`` (packed
+        per-image hits on the same images in every row, e.g. :func:`baseline_scores`).
+    reference : str
+        The value of ``column`` the others are compared with.
+    others : list of str, optional
+        Default: every other value, in order of appearance.
+    column : str
+
+    Returns
+    -------
+    DataFrame
+        Per (``column``, ``corruption_degree``): ``difference`` (other − reference, mean over
+        the seeds both have), ``low``, ``high`` (:func:`memnotebooks.uncertainty.paired_bootstrap`),
+        ``sign`` (+1, −1, or 0 when the interval holds zero), ``n_images``, ``n_seeds``.
+    """
+    values = list(dict.fromkeys(scores[column]))
+    if reference not in values:
+        raise ValueError(f"No rows with {column} = {reference!r}; the table has: {', '.join(map(str, values))}.")
+    others = [v for v in values if v != reference] if others is None else list(others)
+    unknown = [v for v in others if v not in values]
+    if unknown:
+        raise ValueError(f"No rows with {column} = {unknown}; the table has: {', '.join(map(str, values))}.")
+    rows = []
+    for degree, at_degree in scores.groupby("corruption_degree", sort=True):
+        base = at_degree[at_degree[column] == reference].set_index("seed").hits
+        for other in others:
+            compared = at_degree[at_degree[column] == other].set_index("seed").hits
+            seeds = sorted(set(base.index) & set(compared.index))
+            if not seeds:
+                continue
+            d = paired_bootstrap([unpack_hits(compared[s]) for s in seeds], [unpack_hits(base[s]) for s in seeds])
+            rows.append({column: other, "corruption_degree": degree, "difference": d.estimate, "low": d.low, "high": d.high,
+                         "sign": d.sign, "n_images": d.n_images, "n_seeds": d.n_seeds})
+    return pd.DataFrame(rows)
 
 
 def headline_table(scores: pd.DataFrame) -> pd.DataFrame:

@@ -36,6 +36,7 @@ from sklearn.preprocessing import StandardScaler
 
 from .masc import MASC
 from .store import normalize
+from .uncertainty import pack_hits
 
 __all__ = [
     "PROBES",
@@ -209,11 +210,14 @@ def probe_accuracies(probe, evaluations: dict) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        Columns ``split``, ``target``, ``accuracy``, ``n_points``.
+        Columns ``split``, ``target``, ``accuracy``, ``n_points`` and ``hits``, each point's
+        hit packed as text (:func:`memnotebooks.uncertainty.pack_hits`; empty where not scored),
+        for paired comparisons on the same points.
     """
     rows = []
     for (split, target), (X, y) in evaluations.items():
         scored = probe is not None and len(y) > 0
-        accuracy = float(np.mean(probe_predictions(probe, X) == np.asarray(y))) if scored else float("nan")
-        rows.append({"split": split, "target": target, "accuracy": accuracy, "n_points": len(y)})
+        hits = probe_predictions(probe, X) == np.asarray(y) if scored else None
+        accuracy = float(np.mean(hits)) if scored else float("nan")
+        rows.append({"split": split, "target": target, "accuracy": accuracy, "n_points": len(y), "hits": pack_hits(hits) if scored else ""})
     return pd.DataFrame(rows)

@@ -244,6 +244,14 @@ class Run:
         with np.load(path) as stored:
             return stored["learned_epoch"]
 
+    @property
+    def test_predictions(self) -> np.ndarray:
+        """Int (n_epochs + 1, n_test): the class the network predicted for every test image after
+        every epoch (row 0: the initial model), for image-by-image comparisons
+        (:mod:`memnotebooks.uncertainty`)."""
+        with np.load(self.path / "examples.npz") as stored:
+            return stored["test_predictions"].astype(np.int64)
+
     def checkpoint(self, epoch: int) -> nn.Module:
         """A copy of the model with the weights it had at ``epoch`` (one of ``checkpoint_epochs``)."""
         if epoch not in self.config.checkpoint_epochs:
@@ -339,7 +347,7 @@ def _write_run(path: Path, config: RunConfig, model: nn.Module, result, labels, 
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp / "model.pt")
         result.history.to_csv(tmp / "history.csv", index=False)
         np.savez(tmp / "labels.npz", train_labels=labels.numpy(), corruption_mask=mask)
-        np.savez(tmp / "examples.npz", learned_epoch=result.learned_epoch.numpy())
+        np.savez(tmp / "examples.npz", learned_epoch=result.learned_epoch.numpy(), test_predictions=result.test_predictions.numpy())
         if result.checkpoints:
             torch.save(result.checkpoints, tmp / "checkpoints.pt")
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2))

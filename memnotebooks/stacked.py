@@ -264,7 +264,7 @@ def _train_group(group, data, models, device, progress, eval_batch_size: int = 1
     y_true = dataset.y_train.to(device)
     corrupted = [torch.from_numpy(corrupted_points(dataset.y_train.numpy(), y.numpy(), mask, c.corruption_mode)).to(device) for c, (_, y, mask) in zip(group, data)]
     stops = [StopAtTarget(c.target_accuracy) for c in group]
-    rows, checkpoints = [[] for _ in group], [{} for _ in group]
+    rows, checkpoints, kept = [[] for _ in group], [{} for _ in group], [[] for _ in group]
     results = [None] * len(group)
     stack = _Stack(config, models, x_train[:2] if shared_x else x_train[0, :2], device)
 
@@ -278,6 +278,7 @@ def _train_group(group, data, models, device, progress, eval_batch_size: int = 1
             evaluations = {"test": (predictions, y_test), **{name: (predictions[mask], y_test[mask]) for name, mask in parts.items()}}
             row = history_row(epoch, losses[position], train_predictions[m], labels[m], y_true, corrupted[m], evaluations)
             rows[m].append({**row, "seconds": time.perf_counter() - start})
+            kept[m].append(predictions.to("cpu", torch.int16))
             if epoch in group[m].checkpoint_epochs:
                 checkpoints[m][epoch] = {name: value.cpu() for name, value in stack.state(position).items()}
             if stops[m](rows[m]) or epoch == group[m].max_epochs:
@@ -291,7 +292,7 @@ def _train_group(group, data, models, device, progress, eval_batch_size: int = 1
         model.eval()
         full_pass = float((predict(model, x_train if shared_x else x_train[m], eval_batch_size) == labels[m]).float().mean())
         stopped = stops[m](rows[m])
-        results[m] = TrainingResult(pd.DataFrame(rows[m]), checkpoints[m], stopped, None, full_pass, learned[m].cpu())
+        results[m] = TrainingResult(pd.DataFrame(rows[m]), checkpoints[m], stopped, None, full_pass, learned[m].cpu(), torch.stack(kept[m]))
 
     n = labels.shape[1]
     train_predictions = stack.predict(x_train, eval_batch_size, shared=shared_x)

@@ -46,7 +46,7 @@ __all__ = [
     "table_folder",
 ]
 
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 """Hashed into every key. Bump it when a change to the code changes what a cached result holds."""
 
 

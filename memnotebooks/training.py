@@ -279,6 +279,10 @@ class TrainingResult:
         Per training point, the first epoch from which its running prediction matched its label
         at every later epoch (it was *learned* then and never forgotten), or -1 if it was not
         fitted at the last epoch. Epoch 0 is the initial model.
+    test_predictions : Tensor of shape (n_epochs + 1, n_test), int16, or None
+        The class predicted for every test point after every epoch (row 0: the initial model),
+        when an evaluation set is named ``"test"``: kept so that any epoch's accuracy can be
+        compared image by image with another classifier's (:mod:`memnotebooks.uncertainty`).
     """
 
     history: pd.DataFrame
@@ -287,6 +291,7 @@ class TrainingResult:
     best_epoch: int | None = None
     full_pass_train_accuracy: float = float("nan")
     learned_epoch: torch.Tensor | None = None
+    test_predictions: torch.Tensor | None = None
 
     @property
     def epochs(self) -> int:
@@ -474,6 +479,7 @@ def train(
     loss = nn.CrossEntropyLoss() if loss is None else loss
     checkpoint_epochs = set(checkpoint_epochs)
     checkpoints, rows, best_state, start = {}, [], None, time.perf_counter()
+    test_predictions = []
 
     def record(epoch, epoch_loss, train_predictions):
         nonlocal best_state
@@ -484,6 +490,8 @@ def train(
         row = history_row(epoch, epoch_loss, train_predictions, y_given, y_true, corrupted, evaluations)
         row["seconds"] = time.perf_counter() - start
         rows.append(row)
+        if "test" in evaluations:
+            test_predictions.append(evaluations["test"][0].to("cpu", torch.int16))
         if epoch in checkpoint_epochs:
             checkpoints[epoch] = _state_copy(model, "cpu")
         if keep_best is not None and _best_epoch(rows, keep_best) == epoch:
@@ -523,7 +531,8 @@ def train(
         model.load_state_dict(best_state)
     model.eval()
     full_pass = float((predict(model, x_train, eval_batch_size) == y_given).float().mean())
-    return TrainingResult(pd.DataFrame(rows), checkpoints, bool(stopped), best_epoch, full_pass, learned_epoch.cpu())
+    kept = torch.stack(test_predictions) if test_predictions else None
+    return TrainingResult(pd.DataFrame(rows), checkpoints, bool(stopped), best_epoch, full_pass, learned_epoch.cpu(), kept)
 
 
 def _learned_since(learned_epoch: torch.Tensor, fitted: torch.Tensor, epoch: int) -> torch.Tensor:

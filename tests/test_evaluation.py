@@ -6,7 +6,9 @@ import torch
 import published_masc as published
 from memnotebooks import evaluation, runs
 from memnotebooks.activations import extract_activations
+from memnotebooks.data import validation_split
 from memnotebooks.masc import MASC
+from memnotebooks.uncertainty import pack_hits, unpack_hits
 
 
 @pytest.fixture(scope="module")
@@ -90,16 +92,39 @@ def test_best_layers(memorized_runs):
     assert "input" not in set(hidden.paper_layer) | set(hidden.validated_layer)
 
 
-def test_network_scores_choose_the_epoch_two_ways():
-    history = pd.DataFrame({
-        "dataset": "digits", "model": "mlp", "corruption_degree": 0.4, "seed": 0, "epoch": [0, 1, 2, 3],
-        "test_accuracy": [0.1, 0.8, 0.9, 0.7], "test_validation_accuracy": [0.1, 0.95, 0.85, 0.7],
-        "test_holdout_accuracy": [0.1, 0.75, 0.92, 0.7],
-    })
-    scores = evaluation.network_scores(history).set_index("baseline")
-    assert scores.loc["network, final", ["epoch", "accuracy"]].tolist() == [3, 0.7]
-    assert scores.loc["network, early-stopped (validated)", ["epoch", "accuracy"]].tolist() == [1, 0.75]
-    assert scores.loc["network, peak (test-selected)", ["epoch", "accuracy"]].tolist() == [2, 0.9]
+def test_network_scores_choose_the_epoch_on_the_same_holdout_images(memorized_runs):
+    run = memorized_runs[1]
+    scores = evaluation.network_scores([run]).set_index("baseline")
+    history = run.history
+    holdout = ~validation_split(run.dataset.y_test.numpy())
+    # Every row scored on the holdout, from the per-epoch test predictions the run kept.
+    assert (scores.hits.map(lambda h: len(unpack_hits(h))) == holdout.sum()).all()
+    assert scores.accuracy.tolist() == scores.hits.map(lambda h: unpack_hits(h).mean()).tolist()
+    final = scores.loc["network, final"]
+    assert final.epoch == history.epoch.iloc[-1] and final.accuracy == pytest.approx(history.test_holdout_accuracy.iloc[-1])
+    early = scores.loc["network, early-stopped (validated)"]
+    assert early.epoch == history.epoch[history.test_validation_accuracy.idxmax()]
+    assert early.accuracy == pytest.approx(history.test_holdout_accuracy[history.epoch == early.epoch].iloc[0])
+    peak = scores.loc["network, peak (holdout-selected)"]
+    assert peak.accuracy == pytest.approx(history.test_holdout_accuracy.max())
+    # The noisy-validated epoch agrees best with the corrupted validation labels, which differ from the true ones.
+    validation = ~holdout
+    noisy = evaluation.noisy_validation_labels(run)
+    assert (noisy != run.dataset.y_test.numpy()[validation]).mean() > 0.3
+    agreement = (run.test_predictions[:, validation] == noisy).mean(axis=1)
+    assert agreement[scores.loc["network, early-stopped (noisy-validated)", "epoch"]] == agreement.max()
+
+
+def test_paired_differences_compare_rows_image_by_image():
+    hits = {"a": np.r_[np.ones(90), np.zeros(10)].astype(bool), "b": np.r_[np.ones(60), np.zeros(40)].astype(bool)}
+    rows = [{"baseline": name, "corruption_degree": 0.4, "seed": seed, "accuracy": h.mean(), "hits": pack_hits(h)}
+            for seed in (0, 1) for name, h in hits.items()]
+    rows.append({"baseline": "c", "corruption_degree": 0.4, "seed": 0, "accuracy": 0.9, "hits": pack_hits(hits["a"])})
+    table = evaluation.paired_differences(pd.DataFrame(rows), "a").set_index("baseline")
+    assert table.loc["b", "difference"] == pytest.approx(-0.3) and table.loc["b", "sign"] == -1 and table.loc["b", "n_seeds"] == 2
+    assert table.loc["c", ["difference", "low", "high", "sign"]].tolist() == [0, 0, 0, 0]  # the same hits: no difference
+    with pytest.raises(ValueError, match=r"No rows with baseline = 'z'; the table has: a, b, c"):
+        evaluation.paired_differences(pd.DataFrame(rows), "z")
 
 
 def test_headline_table_is_mean_and_std_over_seeds():
@@ -128,13 +153,16 @@ def test_baseline_scores(memorized_runs, tmp_path):
     assert scores.accuracy.between(0, 1).all()
     found = scores.groupby("baseline").corruption_degree.unique().map(sorted).to_dict()
     assert found.pop("MASC, generalized, corrupted (validated)") == [0.6]  # the control needs p > 0
-    assert len(found) == 10 and all(degrees == [0.0, 0.6] for degrees in found.values())
+    assert len(found) == 12 and all(degrees == [0.0, 0.6] for degrees in found.values())
+    # Every row on the same holdout images, with its hits.
+    assert (scores.hits.map(lambda h: len(unpack_hits(h))) == (~validation_split(memorized_runs[0].dataset.y_test.numpy())).sum()).all()
+    assert np.allclose(scores.accuracy, scores.hits.map(lambda h: unpack_hits(h).mean()))
     masc = scores[scores.baseline.str.startswith("MASC, hidden")]
     assert "input" not in set(masc.layer)
     assert set(scores[scores.baseline.str.startswith("best probe")].layer) <= {"nearest_mean", "lda"}
-    assert list(dict.fromkeys(scores.baseline))[3:7] == [
-        "MASC, hidden, corrupted (test-selected)", "MASC, hidden, corrupted (validated)",
-        "MASC, hidden, true (test-selected)", "MASC, hidden, true (validated)",
+    assert list(dict.fromkeys(scores.baseline))[4:9] == [
+        "MASC, hidden, corrupted (holdout-selected)", "MASC, hidden, corrupted (noisy-validated)", "MASC, hidden, corrupted (validated)",
+        "MASC, hidden, true (holdout-selected)", "MASC, hidden, true (validated)",
     ]
     # The untrained networks are runs of 0 epochs, cached beside the trained ones.
     untrained = evaluation.untrained_runs(memorized_runs, artifacts_dir=cache, device="cpu", progress=False)
