@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from .progress import without_progress_bars
 from .store import atomic_write
 
 __all__ = ["chapters", "chapter_parameters", "execute_chapter", "execute_chapters", "stage", "build_html", "main"]
@@ -37,14 +38,15 @@ def execute_chapter(notebook: Path, output: Path, parameters: dict | None = None
     import papermill
 
     def execute(tmp: Path) -> None:
-        papermill.execute_notebook(
-            str(notebook),
-            str(tmp),
-            parameters=parameters or {},
-            kernel_name=kernel_name,
-            cwd=str(notebook.parent),
-            progress_bar=False,
-        )
+        with without_progress_bars():  # the kernel inherits it: no bar's refreshes in the outputs
+            papermill.execute_notebook(
+                str(notebook),
+                str(tmp),
+                parameters=parameters or {},
+                kernel_name=kernel_name,
+                cwd=str(notebook.parent),
+                progress_bar=False,
+            )
 
     return atomic_write(output, execute)
 

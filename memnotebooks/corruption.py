@@ -6,16 +6,19 @@ classes, so it may keep its true label by chance and the expected fraction of *w
 ``p (C - 1) / C``. Two modes beyond the paper:
 
 ``permute``
-    the labels of the selected points are shuffled among themselves (Zhang et al. 2017; Arpit et
-    al. 2017), which keeps the label histogram exactly;
+    the labels of the selected points are shuffled among themselves, which keeps the label
+    histogram exactly. This is the book's variant: Zhang et al. (2017) replace labels by uniformly
+    random classes, and the ``randY`` of Arpit et al. (2017) replaces them by random labels too;
 ``random_inputs``
     labels are kept and the selected *inputs* are replaced by Gaussian noise with the data's
-    per-channel mean and std (Arpit et al. 2017); see :func:`randomize_inputs`.
+    per-channel mean and std (the ``randX`` of Arpit et al. 2017); see :func:`randomize_inputs`.
 
 The draws use ``numpy.random.default_rng(seed)``, so the same seed gives the same labels on every
 machine. The selection is ``u_i < degree`` for one uniform ``u_i`` per point, drawn before
-anything else, so for a fixed seed the points corrupted at a lower degree are also corrupted at
-every higher one (the corrupted sets are nested), and each keeps the same random label.
+anything else, so for a fixed seed the points selected at a lower degree are also selected at
+every higher one (the selected sets are nested). In ``uniform`` mode each keeps the same random
+label (drawn for every point, selected or not); in ``permute`` mode the larger set is shuffled
+anew, so its labels differ (:func:`nesting` counts both).
 """
 
 from __future__ import annotations
@@ -33,8 +36,12 @@ __all__ = [
     "corrupt_labels",
     "corrupted_points",
     "corruption_table",
+    "expected_gap",
+    "nesting",
     "randomize_inputs",
+    "share_spread",
     "wrong_fraction",
+    "wrong_fraction_summary",
     "wrong_labels",
 ]
 
@@ -205,3 +212,92 @@ def corruption_table(labels, n_classes: int, degrees, seeds=(0,), modes=("unifor
                     }
                 )
     return pd.DataFrame(rows)
+
+
+def nesting(labels, low: float, high: float, n_classes: int, seed: int = 0, mode: str = "uniform") -> dict:
+    """Are the points selected at degree ``low`` selected at ``high`` too, with the same label?
+
+    Returns
+    -------
+    dict
+        ``selected_low`` (points selected at ``low``), ``also_selected`` (of those, selected at
+        ``high``) and ``same_label`` (of those, given the same label at both degrees).
+    """
+    a = corrupt_labels(labels, low, n_classes, seed=seed, mode=mode)
+    b = corrupt_labels(labels, high, n_classes, seed=seed, mode=mode)
+    both = a.mask & b.mask
+    return {"selected_low": int(a.mask.sum()), "also_selected": int(both.sum()), "same_label": int((a.labels[both] == b.labels[both]).sum())}
+
+
+def share_spread(true_labels, given_labels, degree: float, n_classes: int) -> dict:
+    """How far the given-against-true label matrix strays from its expectation, against binomial noise.
+
+    In ``uniform`` mode a point of class ``c`` is given a label ``k != c`` with probability
+    ``q = p / C``, independently of the other points, so a cell's share of a class of ``n_c``
+    points is a binomial proportion with standard deviation ``sqrt(q (1 - q) / n_c)``; the diagonal
+    share (``1 - p + p / C``) likewise.
+
+    Returns
+    -------
+    dict
+        ``class_size`` (mean points per class), ``off_share`` (``q``), ``off_sd`` (its binomial
+        sd at the mean class size), ``off_measured`` (root-mean-square deviation of the measured
+        off-diagonal shares from ``q``), ``diagonal_share``, ``diagonal_sd``,
+        ``diagonal_measured`` (likewise for the diagonal) and ``largest_share`` (largest cell).
+    """
+    degree = check_degree(degree)
+    true, given = np.asarray(true_labels), np.asarray(given_labels)
+    counts = np.zeros((n_classes, n_classes))
+    np.add.at(counts, (true, given), 1)
+    sizes = counts.sum(axis=1)
+    shares = counts / sizes[:, None]
+    off = ~np.eye(n_classes, dtype=bool)
+    n = sizes.mean()
+    q, d = degree / n_classes, 1 - degree + degree / n_classes
+    return {
+        "class_size": float(n),
+        "off_share": q,
+        "off_sd": float(np.sqrt(q * (1 - q) / n)),
+        "off_measured": float(np.sqrt(np.mean((shares[off] - q) ** 2))),
+        "diagonal_share": d,
+        "diagonal_sd": float(np.sqrt(d * (1 - d) / n)),
+        "diagonal_measured": float(np.sqrt(np.mean((np.diag(shares) - d) ** 2))),
+        "largest_share": float(shares.max()),
+    }
+
+
+def expected_gap(table: pd.DataFrame, n_samples: int) -> pd.DataFrame:
+    """The ``uniform`` rows of :func:`corruption_table`: the seeds' mean wrong fraction against
+    ``p (C - 1) / C``, in units of its binomial standard deviation.
+
+    Each point is wrong with probability ``e = p (C - 1) / C`` independently, so the mean over
+    ``S`` seeds of ``n`` points has sd ``sqrt(e (1 - e) / (n S))``.
+
+    Returns
+    -------
+    DataFrame
+        Per degree: ``measured``, ``expected``, ``gap`` (measured − expected), ``sd``, ``z``
+        (gap / sd; 0 where sd is 0).
+    """
+    uniform = table[table["mode"] == "uniform"]
+    if uniform.empty:
+        raise ValueError("expected_gap needs the 'uniform' rows of corruption_table.")
+    out = uniform.groupby("corruption_degree").agg(measured=("wrong_fraction", "mean"), expected=("expected_wrong_fraction", "first"), n_seeds=("seed", "nunique"))
+    out["gap"] = out.measured - out.expected
+    out["sd"] = np.sqrt(out.expected * (1 - out.expected) / (n_samples * out.n_seeds))
+    out["z"] = np.where(out.sd > 0, out.gap / out.sd.where(out.sd > 0, 1), 0.0)
+    return out.drop(columns="n_seeds")
+
+
+def wrong_fraction_summary(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """:func:`corruption_table` as text: per mode (rows, and ``expected p(C-1)/C``) and degree
+    (columns ``p = ...``), the wrong fraction's mean ± sd over seeds."""
+    from .prose import mean_std, number
+
+    cells = table.groupby(["mode", "corruption_degree"], sort=False)["wrong_fraction"].agg(lambda v: mean_std(v.to_numpy(), digits))
+    wide = cells.unstack("corruption_degree").reindex(list(dict.fromkeys(table["mode"])))
+    expected = table.dropna(subset="expected_wrong_fraction").groupby("corruption_degree")["expected_wrong_fraction"].first()
+    if len(expected):
+        wide.loc["expected p(C-1)/C"] = expected.map(lambda v: number(v, digits)).reindex(wide.columns)
+    wide.columns = [f"p = {degree:g}" for degree in wide.columns]
+    return wide.fillna("").rename_axis(None)

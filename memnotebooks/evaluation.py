@@ -25,9 +25,9 @@ from .activations import check_layers, extract_activations
 from .corruption import corrupt_labels
 from .data import VALIDATION_FRACTION, VALIDATION_SEED, validation_split
 from .geometry import class_geometry
-from .masc import check_variance_threshold
+from .masc import MASC, check_variance_threshold
 from .probes import PROBES, fit_probe, probe_accuracies, probe_recipe
-from .prose import mean_std
+from .prose import NBSP, mean_std, signed
 from .runs import FIT_LABELS, Run, config_columns, early_stopped, run
 from .store import cached_table, is_cached
 from .uncertainty import pack_hits, paired_bootstrap, unpack_hits
@@ -36,19 +36,27 @@ __all__ = [
     "PROTOCOL",
     "noisy_validation_labels",
     "SELECTIONS",
+    "SUBSPACE_ROOM",
     "baseline_scores",
     "best_layer_scores",
     "best_layers",
+    "difference_table",
+    "difference_text",
     "evaluate_layer",
     "evaluation_sets",
     "geometry_summary",
     "geometry_table",
     "headline_table",
     "hidden_layers",
+    "hits_matrix",
+    "label_group_subspaces",
+    "layer_scores",
     "layerwise_evaluation",
     "mean_std_table",
     "network_scores",
     "paired_differences",
+    "probe_differences",
+    "subspace_room",
     "threshold_scores",
     "untrained_runs",
 ]
@@ -485,6 +493,118 @@ def paired_differences(scores: pd.DataFrame, reference: str, others=None, column
     return pd.DataFrame(rows)
 
 
+def difference_text(row, digits: int = 3) -> str:
+    """One row of :func:`paired_differences` (or a :class:`memnotebooks.uncertainty.Difference`)
+    as ``"+0.012 [−0.004, +0.028]"``: the difference and its 95 % interval."""
+    d, lo, hi = (row.estimate, row.low, row.high) if hasattr(row, "estimate") else (row["difference"], row["low"], row["high"])
+    return f"{signed(d, digits)}{NBSP}[{signed(lo, digits)},{NBSP}{signed(hi, digits)}]"
+
+
+def difference_table(differences: pd.DataFrame, column: str = "baseline", digits: int = 3) -> pd.DataFrame:
+    """:func:`paired_differences` as a table to read: a row per ``column`` value (in order of
+    appearance), a column per degree (``p = ...``), each cell the difference and its 95 % interval,
+    ``"+0.012 [−0.004, +0.028]"`` (true minus signs; non-breaking spaces, so a cell does not wrap);
+    empty where not measured."""
+    if differences.empty:
+        raise ValueError("No differences to show (paired_differences found no pair of rows with common seeds).")
+    cells = differences.assign(cell=[difference_text(row, digits) for _, row in differences.iterrows()])
+    wide = cells.pivot(index=column, columns="corruption_degree", values="cell").reindex(list(dict.fromkeys(differences[column])))
+    wide.columns = [f"p = {degree:g}" for degree in wide.columns]
+    return wide.fillna("").rename_axis(None)
+
+
+def hits_matrix(scores: pd.DataFrame, baseline: str, corruption_degree: float, column: str = "baseline") -> np.ndarray:
+    """The per-image hits of one row of ``scores`` (e.g. :func:`baseline_scores`) at one degree,
+    unpacked: a bool array of shape (n_seeds, n_images), seeds in increasing order, ready for
+    :func:`memnotebooks.uncertainty.paired_bootstrap`."""
+    rows = scores[(scores[column] == baseline) & (scores.corruption_degree == corruption_degree)].sort_values("seed")
+    if rows.empty:
+        raise ValueError(f"No rows with {column} = {baseline!r} at corruption_degree = {corruption_degree!r}.")
+    return np.stack([unpack_hits(h) for h in rows.hits])
+
+
+def layer_scores(evaluation: pd.DataFrame, probe: str = "masc", fit_labels: str = "corrupted", split: str = "test_holdout") -> pd.DataFrame:
+    """One probe's per-layer rows of :func:`layerwise_evaluation`, scored on ``split`` against the
+    true labels, shaped like :func:`baseline_scores` (the layer as ``baseline``), so that
+    :func:`paired_differences` compares layers with each other or with a baseline row."""
+    rows = evaluation[(evaluation.probe == probe) & (evaluation.fit_labels == fit_labels) & (evaluation.split == split) & (evaluation.target == "true")]
+    if rows.empty:
+        raise ValueError(f"No rows of probe {probe!r} fitted on {fit_labels!r} labels scored on {split!r}.")
+    return _in_layer_order(rows).assign(baseline=lambda t: t.layer)[["dataset", "model", "corruption_degree", "seed", "baseline", "layer", "accuracy", "hits"]]
+
+
+def probe_differences(evaluation: pd.DataFrame, reference: str = "masc", split: str = "test_holdout") -> pd.DataFrame:
+    """Per layer, each probe's accuracy minus ``reference``'s on the same images (and seeds), with
+    its paired interval: :func:`paired_differences` with ``probe`` as the compared column and a
+    ``layer`` column added. Probes not well posed on a layer (NaN) are left out there."""
+    scored = evaluation[(evaluation.split == split) & (evaluation.target == "true")].dropna(subset=["accuracy"])
+    frames = [paired_differences(rows, reference, column="probe").assign(layer=layer)
+              for layer, rows in _in_layer_order(scored).groupby("layer", sort=False) if reference in set(rows.probe) and rows.probe.nunique() > 1]
+    return pd.concat(frames, ignore_index=True)
+
+
+def label_group_subspaces(run_: Run, layers=None, fit_labels: str = "corrupted", variance_threshold: float = 0.99) -> pd.DataFrame:
+    """How much room each label group's MASC subspace leaves: per layer and label group, the
+    group's training points ``n_points``, the layer's width ``width`` and the subspace dimension
+    ``k`` at ``variance_threshold`` (the fitted :attr:`memnotebooks.masc.MASC.n_components_`).
+
+    A group whose ``k`` comes close to ``n_points`` has a subspace that nearly contains each of
+    its own training points: MASC then assigns a training point the label it was given, wrong or
+    not. Columns ``layer``, ``layer_index``, ``label``, ``n_points``, ``width``, ``k`` and the
+    run's configuration columns.
+    """
+    layers = check_layers(run_.model, layers)
+    labels = run_.fit_labels(fit_labels)
+    groups, n_points = np.unique(labels, return_counts=True)
+    frames = []
+    for layer, values in extract_activations(run_.model, run_.dataset.x_train, layers).items():
+        fitted = MASC(variance_threshold=check_variance_threshold(variance_threshold)).fit(values, labels)
+        frames.append(pd.DataFrame({"layer": layer, "layer_index": list(run_.model.probe_layers).index(layer), "label": groups,
+                                    "n_points": n_points, "width": values.shape[1], "k": fitted.n_components_}))
+    return pd.concat(frames, ignore_index=True).assign(**config_columns(run_))
+
+
+SUBSPACE_ROOM = {
+    "width": "width d",
+    "n_points": "points per label group",
+    "k": "subspace dimension k",
+    "share": "k / min(points, d)",
+    "reproduced": "wrong labels reproduced",
+    "reproduced_single": "wrong labels reproduced, single direction",
+}
+"""The columns of :func:`subspace_room` and their names in words."""
+
+
+def subspace_room(runs_, layers=None, variance_threshold: float = 0.99) -> pd.DataFrame:
+    """Why MASC copies noisy labels in-sample: per degree and layer, means over label groups and
+    runs of :func:`label_group_subspaces` (width, points per group, ``k``, and ``k`` as a share
+    of the most directions the group's points can span, the smaller of their number and the width) beside the share of corrupted training points to which MASC, fitted on
+    the corrupted labels, gives back the wrong label they were given, at ``variance_threshold``
+    and with a single direction per class. Runs without corrupted points (``p = 0``) are left
+    out. Index (``p``, ``layer``); columns named by :data:`SUBSPACE_ROOM`.
+    """
+    frames = []
+    for r in runs_:
+        if not r.corrupted.any():
+            continue
+        groups = label_group_subspaces(r, layers, variance_threshold=variance_threshold)
+        groups = groups.assign(share=groups.k / np.minimum(groups.n_points, groups.width))
+        room = groups.groupby(["layer_index", "layer"], sort=True)[["width", "n_points", "k", "share"]].mean()
+        for column, params in (("reproduced", {"variance_threshold": variance_threshold}), ("reproduced_single", {"max_components": 1})):
+            decoded = layerwise_evaluation(r, layers=list(room.index.get_level_values("layer")), fit_labels="corrupted", **params)
+            given = decoded[(decoded.probe == "masc") & (decoded.split == "train_corrupted") & (decoded.target == "given")]
+            room[column] = room.index.get_level_values("layer").map(given.set_index("layer").accuracy)
+        frames.append(room.reset_index().assign(p=r.config.corruption_degree))
+    if not frames:
+        raise ValueError("No run with corrupted training points: subspace_room needs a degree p > 0.")
+    table = pd.concat(frames).groupby(["p", "layer_index", "layer"]).mean().droplevel("layer_index")
+    return table[list(SUBSPACE_ROOM)].rename(columns=SUBSPACE_ROOM)
+
+
+def _in_layer_order(table: pd.DataFrame) -> pd.DataFrame:
+    return table.sort_values("layer_index", kind="stable") if "layer_index" in table else table
+
+
 def headline_table(scores: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std over seeds of each baseline (rows, in the order given) at each degree (columns).
 
@@ -529,9 +649,11 @@ def threshold_scores(grid, thresholds=(0.25, 0.5, 0.75, 0.9, 0.99), single_compo
 
 
 def geometry_table(run_: Run, layers=None, fit_labels: str = "true", variance_threshold: float = 0.99) -> pd.DataFrame:
-    """Per layer and class: subspace dimension, its share of the width, participation ratio and
-    mean principal angle to the other classes (:func:`memnotebooks.geometry.class_geometry`),
-    from the training activations grouped by their true or their corrupted labels."""
+    """Per layer and class: subspace dimension (and its share of its cap ``min(n_c, d)``),
+    participation ratio, and the mean and first principal angles to the other classes beside
+    those of random subspaces of the same dimensions
+    (:func:`memnotebooks.geometry.class_geometry`), from the training activations grouped by
+    their true or their corrupted labels."""
     layers = check_layers(run_.model, layers)
     variance_threshold = check_variance_threshold(variance_threshold)
     labels = run_.fit_labels(fit_labels)
@@ -549,20 +671,39 @@ def geometry_table(run_: Run, layers=None, fit_labels: str = "true", variance_th
     return pd.concat(frames, ignore_index=True).assign(**config_columns(run_))
 
 
-GEOMETRY_MEASURES = {"k": "dimension k", "participation_ratio": "participation ratio", "mean_principal_angle": "mean angle (°)"}
-"""The measures :func:`geometry_summary` shows, and their names."""
+GEOMETRY_MEASURES = {
+    "k": "dimension k",
+    "k_over_cap": "k / min(n_c, d)",
+    "participation_ratio": "participation ratio",
+    "first_principal_angle": "first angle (°)",
+    "random_first_angle": "first angle, random subspaces (°)",
+    "mean_principal_angle": "mean angle (°)",
+    "random_mean_angle": "mean angle, random subspaces (°)",
+}
+"""The measures :func:`geometry_summary` can show, and their names."""
 
 
-def geometry_summary(geometry: pd.DataFrame) -> pd.DataFrame:
+def geometry_summary(geometry: pd.DataFrame, measures=None) -> pd.DataFrame:
     """:func:`geometry_table` rows averaged over classes and seeds: a row per measure and degree,
     a column per layer (in forward order).
+
+    Parameters
+    ----------
+    geometry : DataFrame
+    measures : list of str, optional
+        Keys of :data:`GEOMETRY_MEASURES`, in the order to show; all of them by default.
 
     Returns
     -------
     DataFrame
-        Index (``measure``, ``p``), columns the layers.
+        Index (``measure`` in words, ``p``), columns the layers.
     """
-    mean = geometry.groupby(["corruption_degree", "layer_index", "layer"])[list(GEOMETRY_MEASURES)].mean()
+    measures = list(GEOMETRY_MEASURES) if measures is None else list(measures)
+    unknown = [m for m in measures if m not in GEOMETRY_MEASURES]
+    if unknown:
+        raise ValueError(f"Unknown measure(s) {unknown}; choose from: {', '.join(GEOMETRY_MEASURES)}.")
+    names = [GEOMETRY_MEASURES[m] for m in measures]
+    mean = geometry.groupby(["corruption_degree", "layer_index", "layer"])[measures].mean()
     table = mean.rename(columns=GEOMETRY_MEASURES).rename_axis(columns="measure").stack().unstack(["layer_index", "layer"])
-    table = table.reorder_levels(["measure", "corruption_degree"]).sort_index(level=0, sort_remaining=False, key=lambda index: index.map(list(GEOMETRY_MEASURES.values()).index) if index.name == "measure" else index)
+    table = table.reorder_levels(["measure", "corruption_degree"]).sort_index(level=0, sort_remaining=False, key=lambda index: index.map(names.index) if index.name == "measure" else index)
     return table.droplevel("layer_index", axis=1).rename_axis(index=["measure", "p"], columns=None)

@@ -17,6 +17,7 @@ __all__ = [
     "GRADIENT_MEASURES",
     "MANIFOLD_MEASURES",
     "PROBE_NAMES",
+    "SINGLE_DIRECTION",
     "baselines",
     "decoding_by_layer",
     "decoding_over_epochs",
@@ -69,7 +70,7 @@ def _axes(ax, figsize):
     return ax if ax is not None else plt.subplots(figsize=figsize, layout="constrained")[1]
 
 
-def label_matrix(labels: pd.DataFrame, ax=None, normalize: bool = True, column: str = "given_label"):
+def label_matrix(labels: pd.DataFrame, ax=None, normalize: bool = True, column: str = "given_label", vmax=1.0, annotate: bool = False):
     """Heatmap of a label (default the given one) against the true label.
 
     Parameters
@@ -81,10 +82,17 @@ def label_matrix(labels: pd.DataFrame, ax=None, normalize: bool = True, column: 
     column : str
         The label on the horizontal axis, e.g. ``"new_label"`` of
         :func:`memnotebooks.relabel.relabelled_labels`.
+    vmax : float or None
+        Top of the colour scale (with ``normalize``); ``None`` caps it at the largest cell, so
+        the scale spans the shares shown. Panels to be compared keep a common ``vmax``.
+    annotate : bool
+        Write each cell's value in it (two decimals, or counts).
     """
-    ax = _axes(ax, (5, 4.2))
+    ax = _axes(ax, (5.6, 4.6) if annotate else (5, 4.2))
     table = pd.crosstab(labels["true_label"], labels[column], normalize="index" if normalize else False)
-    sns.heatmap(table, ax=ax, cmap="rocket_r", vmin=0, vmax=1 if normalize else None, square=True, cbar_kws={"label": "fraction" if normalize else "count"})
+    top = (float(table.to_numpy().max()) if vmax is None else vmax) if normalize else None
+    sns.heatmap(table, ax=ax, cmap="rocket_r", vmin=0, vmax=top, square=True, annot=annotate, fmt=".2f" if normalize else "d",
+                annot_kws={"fontsize": 6.5}, cbar_kws={"label": "share of the true class" if normalize else "count"})
     ax.set(xlabel=column.replace("_", " "), ylabel="true label")
     return ax
 
@@ -95,7 +103,7 @@ def wrong_fraction(table: pd.DataFrame, ax=None):
     ``table`` is :func:`memnotebooks.corruption.corruption_table`'s output.
     """
     ax = _axes(ax, (5, 3.8))
-    sns.lineplot(table, x="corruption_degree", y="wrong_fraction", hue="mode", marker="o", errorbar=("pi", 100), ax=ax)
+    sns.lineplot(table, x="corruption_degree", y="wrong_fraction", hue="mode", marker="o", errorbar=("pi", 100), err_style="bars", err_kws={"capsize": 3}, ax=ax)
     expected = table.dropna(subset="expected_wrong_fraction").drop_duplicates("corruption_degree")
     if len(expected):
         ax.plot(expected["corruption_degree"], expected["expected_wrong_fraction"], "k--", lw=1, label="p (C-1)/C")
@@ -130,7 +138,7 @@ def training_curves(history: pd.DataFrame, columns=None, panel: str = "corruptio
     )
     sns.move_legend(grid, "upper center", bbox_to_anchor=(0.45, 0.0), ncol=2, title=None, frameon=False)
     grid.set_titles(panel_title)
-    grid.set(ylim=(0, 1.02))
+    grid.set(ylim=(-0.02, 1.02))  # a curve at 0 stays visible above the axis
     for ax in grid.axes.flat:
         ax.xaxis.get_major_locator().set_params(integer=True)
     return grid.figure
@@ -152,10 +160,12 @@ def final_accuracies(summary: pd.DataFrame, ax=None):
 
 
 def layer_widths(layers: pd.DataFrame, ax=None):
-    """Bar chart of probe-layer widths ``d`` (log scale); ``layers`` from ``activations.layer_table``."""
+    """Bar chart of probe-layer widths ``d`` (log scale); ``layers`` from ``activations.layer_table``.
+    Layers are named in words: ``fc2`` is "dense 2"."""
     ax = _axes(ax, (5, 3))
-    sns.barplot(layers, x="layer", y="n_features", color="C0", ax=ax)
-    ax.set(yscale="log", ylabel="width d (features)")
+    named = layers.assign(layer=layers["layer"].str.replace(r"^fc(\d+)$", r"dense \1", regex=True))
+    sns.barplot(named, x="layer", y="n_features", color="C0", ax=ax)
+    ax.set(yscale="log", xlabel="probe layer", ylabel="width d (features)", ylim=(None, 3 * layers["n_features"].max()))
     ax.bar_label(ax.containers[0], fmt="%d")
     return ax
 
@@ -164,13 +174,15 @@ def layer_embeddings(points: pd.DataFrame):
     """Scatter of each layer's 2-D projection, coloured by label; rows are corruption degrees.
 
     ``points`` is :func:`memnotebooks.activations.embed_2d`'s output with a ``corruption_degree``
-    column added.
+    column added; ``label`` is shown as the true label. Panels are titled in words (``fc2`` is
+    "dense layer 2").
     """
+    points = points.assign(layer=points["layer"].str.replace(r"^fc(\d+)$", r"dense layer \1", regex=True)).rename(columns={"label": "true label"})
     grid = sns.relplot(
         points,
         x="component_1",
         y="component_2",
-        hue="label",
+        hue="true label",
         row="layer",
         col="corruption_degree",
         palette="tab10",
@@ -193,34 +205,48 @@ def layer_geometry(geometry: pd.DataFrame):
     """Subspace dimension share, participation ratio and class overlap per layer and degree.
 
     ``geometry`` is :func:`memnotebooks.evaluation.geometry_table`'s output for several runs
-    (one row per run, layer and class); lines are means over classes (and seeds), bands one
-    standard deviation.
+    (one row per run, layer and class); lines are means over classes and seeds, bands one
+    standard deviation over them. Panels: ``k / min(n_c, d)`` (the dimension as a share of the
+    most it can be, the rank of the class's points), the participation ratio, and the first
+    principal angle, with the same angle for random subspaces of the same ``k`` and ``d`` dashed.
     """
     measures = {
-        "k": "subspace dimension k",
+        "k_over_cap": "k / min(n_c, d)",
         "participation_ratio": "participation ratio",
-        "mean_principal_angle": "mean principal angle (°)",
+        "first_principal_angle": "first principal angle (°)",
     }
+    table = _in_layer_order(geometry)
     fig, axes = plt.subplots(len(measures), 1, figsize=(6.5, 7.5), layout="constrained", sharex=True)
     for ax, (column, label) in zip(axes, measures.items()):
         sns.lineplot(
-            _in_layer_order(geometry), x="layer", y=column, hue="corruption_degree", marker="o",
+            table, x="layer", y=column, hue="corruption_degree", marker="o",
             palette="flare", ax=ax, legend=ax is axes[-1], sort=False, errorbar=SPREAD,
         )
         ax.set(ylabel=label)
-    axes[0].set_yscale("log")  # dimensions from a few to about a hundred
-    axes[-1].legend(title="p", loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=6)
+    sns.lineplot(
+        table, x="layer", y="random_first_angle", hue="corruption_degree", palette="flare",
+        ax=axes[-1], legend=False, sort=False, errorbar=None, linestyle="--",
+    )
+    axes[0].set_ylim(0, 1.05)
+    axes[-1].set_ylim(0, 90)
+    handles, labels = axes[-1].get_legend_handles_labels()
+    handles.append(plt.Line2D([], [], color="grey", linestyle="--"))
+    labels.append("random subspaces, same k and d")
+    axes[-1].legend(handles, labels, title="p", loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=4)
     return fig
 
 
-def decoding_by_layer(evaluation: pd.DataFrame, summary: pd.DataFrame):
+def decoding_by_layer(evaluation: pd.DataFrame, network: pd.DataFrame, split: str = "test", column: str = "test_accuracy"):
     """MASC test accuracy per layer, with corrupted and true subspaces, against the model's own.
 
     ``evaluation`` is :func:`memnotebooks.evaluation.layerwise_evaluation`'s output (MASC rows)
-    for several runs; ``summary`` is :func:`memnotebooks.runs.summary_table`'s for them.
-    One panel per corruption degree; the dashed line is the network's test accuracy.
+    for several runs, scored on ``split``; ``network`` a table with ``corruption_degree`` and the
+    network's accuracy in ``column`` (:func:`memnotebooks.runs.summary_table`'s, or the
+    ``network, final`` rows of :func:`memnotebooks.evaluation.baseline_scores` with
+    ``column="accuracy"``, on the holdout). One panel per corruption degree; the dashed line is
+    the network's accuracy (mean over seeds).
     """
-    test = evaluation[(evaluation.probe == "masc") & (evaluation.split == "test")]
+    test = evaluation[(evaluation.probe == "masc") & (evaluation.split == split) & (evaluation.target == "true")]
     test = _in_layer_order(test).assign(subspaces=lambda t: "MASC, " + t.fit_labels + " labels")
     degrees = sorted(test.corruption_degree.unique())
     grid = sns.relplot(
@@ -228,23 +254,24 @@ def decoding_by_layer(evaluation: pd.DataFrame, summary: pd.DataFrame):
         kind="line", marker="o", height=2.5, aspect=1.1, col_wrap=min(3, len(degrees)), errorbar=SPREAD,
         hue_order=["MASC, corrupted labels", "MASC, true labels"], facet_kws={"sharex": False}, sort=False,
     )
-    model_accuracy = summary.groupby("corruption_degree")["test_accuracy"].mean()
+    model_accuracy = network.groupby("corruption_degree")[column].mean()
     for degree, ax in zip(degrees, grid.axes.flat):
         ax.axhline(model_accuracy[degree], color="k", ls="--", lw=1, label="the network itself")
     grid.legend.remove()  # one legend, in the first panel, also naming the dashed line
     grid.axes.flat[0].legend(loc="lower left", fontsize="small")
     grid.set_titles("p = {col_name}")
-    grid.set(ylim=(0, 1.02), ylabel="test accuracy")
+    grid.set(ylim=(0, 1.02), ylabel="test accuracy" + (" (holdout)" if split == "test_holdout" else ""))
     return grid.figure
 
 
-def probe_comparison(evaluation: pd.DataFrame, ax=None):
-    """Test accuracy per layer of every probe in ``evaluation`` (one run's, or averaged over seeds)."""
+def probe_comparison(evaluation: pd.DataFrame, ax=None, split: str = "test"):
+    """Accuracy on ``split`` per layer of every probe in ``evaluation`` (one run's, or averaged
+    over seeds)."""
     ax = _axes(ax, (7, 3.8))
-    test = _in_layer_order(evaluation[evaluation.split == "test"]).assign(probe=lambda t: t.probe.map(PROBE_NAMES))
+    test = _in_layer_order(evaluation[(evaluation.split == split) & (evaluation.target == "true")]).assign(probe=lambda t: t.probe.map(PROBE_NAMES))
     style = "fit_labels" if test.fit_labels.nunique() > 1 else None
     sns.lineplot(test, x="layer", y="accuracy", hue="probe", style=style, marker="o", ax=ax, sort=False, errorbar=SPREAD)
-    ax.set(ylabel="test accuracy", ylim=(0, 1.02))
+    ax.set(ylabel="test accuracy" + (" (holdout)" if split == "test_holdout" else ""), ylim=(0, 1.02))
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), fontsize="small", title="probe")
     return ax
 
@@ -261,27 +288,48 @@ def baselines(scores: pd.DataFrame, baselines=None, ax=None):
         scores[scores.baseline.isin(order)], x="corruption_degree", y="accuracy", hue="baseline", hue_order=order,
         style="baseline", style_order=order, markers=True, dashes=False, errorbar=SPREAD, err_style="bars", ax=ax,
     )
-    ax.set(xlabel="corruption degree p", ylabel="test accuracy", ylim=(0, 1.02), xticks=sorted(scores.corruption_degree.unique()))
+    ax.set(xlabel="corruption degree p", ylabel="test accuracy (holdout)", ylim=(0, 1.02), xticks=sorted(scores.corruption_degree.unique()))
     sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, fontsize="small", title=None, frameon=False)
     return ax
 
 
+SINGLE_DIRECTION = "single direction"
+"""The :func:`memnotebooks.evaluation.threshold_scores` setting of one direction per class."""
+
+
 def threshold_sweep(scores: pd.DataFrame):
-    """MASC's best-hidden-layer accuracy (validated) against its subspace setting, per degree.
+    """MASC's best-hidden-layer accuracy (validated) against the variance threshold t, per degree.
 
     ``scores`` is :func:`memnotebooks.evaluation.threshold_scores`' output; one panel per set of
-    fitting labels.
+    fitting labels. Lines join the thresholds; one direction per class, the limit t → 0, is a
+    point of its own at t = 0, not joined to them (it is not a threshold beyond the largest).
+    Points are means over seeds, bars one standard deviation.
     """
     validated = scores[(scores.selection == "validated") & (scores.subspaces != "chosen on validation")]
-    order = list(dict.fromkeys(validated.subspaces))
+    validated = validated.assign(p=validated.corruption_degree.map("{:g}".format))
+    degrees = [f"{d:g}" for d in sorted(validated.corruption_degree.unique())]
+    colours = dict(zip(degrees, sns.color_palette("flare", len(degrees))))
+    single = validated.subspaces == SINGLE_DIRECTION
+    sweep = validated[~single].assign(t=lambda t: t.subspaces.astype(float))
     grid = sns.relplot(
-        validated, x="subspaces", y="accuracy", hue="corruption_degree", col="fit_labels", col_order=["corrupted", "true"],
-        kind="line", marker="o", palette="flare", errorbar=SPREAD, height=3.2, aspect=1.1, sort=False,
+        sweep, x="t", y="accuracy", hue="p", hue_order=degrees, palette=colours, col="fit_labels", col_order=["corrupted", "true"],
+        kind="line", marker="o", errorbar=SPREAD, err_style="bars", height=3.2, aspect=1.1,
     )
+    thresholds = sorted(sweep.t.unique())
+    for ax, labels in zip(grid.axes.flat, ["corrupted", "true"]):
+        stats = validated[single & (validated.fit_labels == labels)].groupby("p").accuracy.agg(["mean", "std"])
+        for degree, row in stats.iterrows():
+            ax.errorbar(0, row["mean"], yerr=0 if pd.isna(row["std"]) else row["std"], fmt="D", color=colours[degree], capsize=3)
+        ticks = ([0.0] if len(stats) else []) + thresholds
+        # A threshold close to the one before it (0.9, 0.99) has its label one line lower, so they do not overlap.
+        names, lowered = [], False
+        for i, t in enumerate(thresholds):
+            lowered = bool(i) and t - thresholds[i - 1] < 0.15 and not lowered
+            names.append(("\n" if lowered else "") + f"{t:g}")
+        ax.set_xticks(ticks, (["single\ndirection\n(t → 0)"] if len(stats) else []) + names, fontsize="small")
+        ax.set_xlim(-0.08, 1.05)
     grid.set_titles("subspaces from {col_name} labels")
     grid.set(ylim=(0, 1.02), xlabel="variance threshold t", ylabel="test accuracy (holdout)")
-    for ax in grid.axes.flat:
-        ax.set_xticks(range(len(order)), [name.replace(" ", "\n") for name in order])
     grid.legend.set_title("p")
     return grid.figure
 
@@ -296,38 +344,45 @@ each one adds up."""
 
 
 def relabel_accuracy(table: pd.DataFrame, methods=None, ax=None):
-    """Holdout accuracy after each relabelling method against the corruption degree, with the
-    memorized model's before it (black, dashed); mean and spread over seeds.
+    """Holdout accuracy after each relabelling method, a dot per corruption degree (mean over
+    seeds, bars one standard deviation), the memorized model's first; methods in words.
 
-    ``table`` is :func:`memnotebooks.relabel.relabel_grid`'s output; ``methods`` picks and orders
-    the lines (default all).
+    ``table`` is :func:`memnotebooks.relabel.relabel_grid`'s output (or several, stacked);
+    ``methods`` picks and orders the rows by method code (default all).
     """
-    ax = _axes(ax, (7.5, 4.2))
-    order = list(methods or table.method.unique())
-    shown = table[table.method.isin(order)]
-    sns.lineplot(
-        shown, x="corruption_degree", y="accuracy_after", hue="method", hue_order=order, style="method", style_order=order,
-        markers=True, dashes=False, errorbar=SPREAD, err_style="bars", ax=ax,
+    from .relabel import BEFORE, scores  # plotting stays importable without training code
+
+    tidy = scores(table)
+    if methods is not None:
+        tidy = tidy[(tidy.baseline == BEFORE) | tidy.method.isin(list(methods))]
+        tidy = tidy.assign(order=tidy.method.map({m: i for i, m in enumerate(methods)}).fillna(-1)).sort_values("order", kind="stable")
+    order = list(tidy.baseline.unique())
+    ax = _axes(ax, (7.5, 0.45 * len(order) + 1.2))
+    sns.pointplot(
+        tidy, x="accuracy", y="baseline", order=order, hue="corruption_degree", palette="flare", dodge=0.4,
+        linestyle="none", markers="o", errorbar=SPREAD, capsize=0.15, err_kws={"linewidth": 1.2}, ax=ax,
     )
-    before = table.drop_duplicates(["corruption_degree", "seed"])
-    sns.lineplot(before, x="corruption_degree", y="accuracy_before", color="black", linestyle="--", errorbar=SPREAD, err_style="bars", label="memorized model (before)", ax=ax)
-    ax.set(xlabel="corruption degree p", ylabel="test accuracy (holdout 80 %)", ylim=(0, 1.02), xticks=sorted(table.corruption_degree.unique()))
-    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), ncol=1, fontsize="small", title=None, frameon=False)
+    ax.set(xlabel="test accuracy (holdout 80 %)", ylabel="", xlim=(0, 1.02))
+    ax.legend(title="p", loc="lower left", fontsize="small", frameon=True)
     return ax
 
 
 def relabel_labels(table: pd.DataFrame, methods=None):
     """What each method does to the training labels, per degree: the panels of
-    :data:`RELABEL_STATISTICS`, bars the mean over seeds, error bars their spread."""
+    :data:`RELABEL_STATISTICS`, bars the mean over seeds, error bars their spread; methods in
+    words (:data:`memnotebooks.relabel.METHOD_NAMES`)."""
+    from .relabel import METHOD_NAMES
+
     order = list(methods or table.method.unique())
-    shown = table[table.method.isin(order)]
+    shown = table[table.method.isin(order)].drop_duplicates(["dataset", "model", "corruption_degree", "seed", "method"])
+    shown = shown.assign(method=shown.method.map(lambda m: METHOD_NAMES.get(m, m)))
     long = pd.concat(
         [shown.assign(statistic=name, share=shown[list(columns)].sum(axis=1)) for name, columns in RELABEL_STATISTICS.items()],
         ignore_index=True,
     )
     grid = sns.catplot(
-        long, x="share", y="method", order=order, hue="corruption_degree", col="statistic", col_order=list(RELABEL_STATISTICS),
-        kind="bar", palette="flare", errorbar=SPREAD, height=3.8, aspect=0.8, sharex=True,
+        long, x="share", y="method", order=[METHOD_NAMES.get(m, m) for m in order], hue="corruption_degree", col="statistic",
+        col_order=list(RELABEL_STATISTICS), kind="bar", palette="flare", errorbar=SPREAD, height=3.8, aspect=0.8, sharex=True,
     )
     grid.set_titles("{col_name}", size="small")
     grid.set(xlim=(0, 1.02), xlabel="share", ylabel="")
@@ -419,41 +474,48 @@ def learning_epochs(table: pd.DataFrame):
 
 GRADIENT_MEASURES = {
     "mean_norm": "‖∇ loss‖ of one example (mean)",
-    "coherence": "coherence ‖Σ g‖ / Σ ‖g‖",
     "step_share": "share of the full-batch step",
+    "coherence_ratio": "coherence ÷ its null, all classes",
+    "within_class_ratio": "coherence ÷ its null, within a class",
 }
-"""Axis names of :func:`memnotebooks.dynamics.gradient_table`'s measures."""
+"""Axis names of :func:`memnotebooks.dynamics.gradient_table`'s measures (the ratios are
+``coherence / coherence_null`` and ``within_class_coherence / within_class_null``)."""
 
 
 def _epoch_axis(ax, epochs) -> None:
     """Epochs on a symmetric-log axis (linear up to 1, so epoch 0 shows) from 0, ticked at a
-    few of ``epochs`` (the checkpoints), with plain numbers."""
+    few of ``epochs`` (the checkpoints), with plain numbers, and labelled as such."""
     ax.set_xscale("symlog", linthresh=1)
     ticks = [e for e in (0, 1, 3, 8, 20, 50, 130, 300) if e in set(epochs)]  # about x2.5 apart on the log part
     ax.set_xticks(ticks, [str(e) for e in ticks])
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlim(left=-0.1)
+    ax.set_xlabel("epoch (log scale beyond 1)")
 
 
 def gradients(table: pd.DataFrame, measures=tuple(GRADIENT_MEASURES)):
-    """Each gradient measure at each checkpoint (one panel each), clean against corrupted (line
-    style: corruption degree ``p``); mean and spread over seeds, on a symmetric-log epoch axis.
-    The coherence panel marks ``1/√n``, the coherence of ``n`` examples with unrelated gradients.
+    """Each gradient measure at each checkpoint (one panel each, two a row), clean against
+    corrupted (line style: corruption degree ``p``); mean and spread over seeds, on a
+    symmetric-log epoch axis. The coherences are shown over their nulls (what gradients of the
+    same norms in unrelated directions give), so 1 (the dotted line) is "unrelated".
 
     ``table`` is :func:`memnotebooks.dynamics.gradient_table`'s output, stacked over runs.
     """
     measures = list(measures)
-    table = table.rename(columns={"corruption_degree": "p"})
-    fig, axes = plt.subplots(1, len(measures), figsize=(3.4 * len(measures), 3.2), squeeze=False, layout="constrained")
-    for ax, measure in zip(axes[0], measures):
-        sns.lineplot(table, x="epoch", y=measure, hue="subset", palette=SUBSET_COLOURS, style="p", markers=True, errorbar=SPREAD, ax=ax, legend=ax is axes[0, -1])
+    table = table.rename(columns={"corruption_degree": "p"}).assign(
+        coherence_ratio=lambda t: t.coherence / t.coherence_null, within_class_ratio=lambda t: t.within_class_coherence / t.within_class_null
+    )
+    n_rows = (len(measures) + 1) // 2
+    fig, axes = plt.subplots(n_rows, min(2, len(measures)), figsize=(9, 3.0 * n_rows), squeeze=False, layout="constrained")
+    for ax, measure in zip(axes.flat, measures):
+        sns.lineplot(table, x="epoch", y=measure, hue="subset", palette=SUBSET_COLOURS, style="p", markers=True, errorbar=SPREAD, ax=ax, legend=ax is axes.flat[0])
         ax.set(ylabel=GRADIENT_MEASURES[measure])
         _epoch_axis(ax, table.epoch.unique())
-        if measure == "coherence":  # what examples with unrelated gradients would give
-            baseline = 1 / table.n_points.median() ** 0.5
-            ax.axhline(baseline, color="grey", linestyle=":", linewidth=1)
-            ax.annotate("unrelated", (0, baseline), xytext=(2, 2), textcoords="offset points", color="grey", fontsize="small")
-    sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False)
+        if measure.endswith("_ratio"):  # what examples with unrelated gradients would give
+            ax.axhline(1, color="grey", linestyle=":", linewidth=1)
+    for ax in axes.flat[len(measures):]:
+        ax.set_visible(False)
+    sns.move_legend(axes.flat[0], "upper left", bbox_to_anchor=(1.0, 1), fontsize="small", frameon=False)
     return fig
 
 
@@ -462,7 +524,7 @@ def setting_curves(history: pd.DataFrame, column: str = "train_accuracy", settin
     noise, :func:`memnotebooks.dynamics.settings_history`); mean and spread over seeds."""
     ax = _axes(ax, (6.5, 3.4))
     sns.lineplot(history, x="epoch", y=column, hue=setting, errorbar=SPREAD, ax=ax)
-    ax.set(ylabel=ACCURACY_LABELS.get(column, column), ylim=(0, 1.02))
+    ax.set(xlabel="epoch", ylabel=ACCURACY_LABELS.get(column, column), ylim=(0, 1.02))
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False, title=None)
     return ax
 
@@ -480,16 +542,21 @@ def manifold_layers(table: pd.DataFrame, hue: str = "epoch"):
     names = table.drop_duplicates("layer_index").sort_values("layer_index").layer.tolist()
     long = table.melt(id_vars=["layer_index", "group", hue], value_vars=list(MANIFOLD_MEASURES), var_name="measure")
     order = sorted(long[hue].unique())
-    long[hue] = long[hue].astype(str)  # one distinct colour per epoch, early dark to late light
+    long[hue] = long[hue].astype(str)
+    # One clearly distinct colour per epoch, early dark to late light: the viridis map from its
+    # dark end to yellow, evenly spaced (seaborn's own sampling leaves two near-identical greens).
+    colours = [plt.get_cmap("viridis")(0.92 * i / max(len(order) - 1, 1)) for i in range(len(order))]
     grid = sns.relplot(
         long, x="layer_index", y="value", hue=hue, hue_order=[str(v) for v in order], row="measure", col="group", kind="line", marker="o",
-        errorbar=SPREAD, height=1.9, aspect=1.2, palette=sns.color_palette("viridis", len(order)), facet_kws={"sharey": "row"},
+        errorbar=SPREAD, height=2.0, aspect=1.25, palette=colours, facet_kws={"sharey": "row"},
     )
     for ax, group in zip(grid.axes[0], grid.col_names):
         ax.set_title(group)
     for ax in grid.axes[1:].flat:
         ax.set_title("")
-    grid.set(xticks=range(len(names)), xticklabels=names, xlabel="", ylabel="")
+    grid.set(xticks=range(len(names)), xlabel="", ylabel="")
+    for ax in grid.axes[-1]:  # rotated, so that neighbouring panels' names do not run together
+        ax.set_xticklabels(names, rotation=45, ha="right", rotation_mode="anchor", fontsize="small")
     for ax, measure in zip(grid.axes[:, 0], MANIFOLD_MEASURES):
         ax.set_ylabel(measure)
     return grid.figure

@@ -26,8 +26,9 @@ Methods (:func:`methods` lists them):
     part (fitted on the corrupted labels).
 ``cleanlab``
     No relabelling: the points that cleanlab's ``find_label_issues`` flags (confident learning,
-    from out-of-fold class probabilities of ``cleanlab_probe`` on the chosen layer) are dropped,
-    and the network is fine-tuned on the rest.
+    from out-of-fold class probabilities of ``cleanlab_probe`` on the chosen layer; with
+    ``cleanlab_probe="best"``, of the probe with class probabilities and the layer that score
+    best on the validation part) are dropped, and the network is fine-tuned on the rest.
 ``true_labels``, ``corrupted_labels``
     Fine-tuning on the true labels (what a perfect relabelling gives: the upper bound) and on the
     labels it memorized (the lower bound).
@@ -41,6 +42,19 @@ Methods (:func:`methods` lists them):
 
 A layer is chosen for each decoding method by its own probe and fitting labels, among
 ``layers`` (default: all probe layers, the input included), unless ``layer`` fixes it. Every
+choice made on the validation part (the layer, the probe, the kept epoch) reads that part's
+*true* labels: the protocol assumes a small clean validation set.
+
+``start="scratch"`` trains on each method's labels from the run's initial weights instead of
+fine-tuning the memorized network (as ``early_stopped`` does on the corrupted labels, with the
+same stopping rule and the run's epoch cap): confident learning's own recipe retrains from
+scratch, and a network that never memorized the dropped points has nothing of them to forget.
+
+Fine-tuning and retraining use every training setting of the run's :class:`RunConfig`
+(:func:`_training_settings`: optimizer, learning rate, momentum, weight decay, batch size, seed;
+dropout and width are in the model). :func:`relabel_table` adds each row's per-image hits on the
+holdout part, before and after (:func:`memnotebooks.uncertainty.pack_hits`), read from the cached
+weights, so that two methods can be compared on the same images (:func:`scores`). Every
 method's result (a one-row table, the new labels, the fine-tuning history and the fine-tuned
 weights) is cached in the run's folder under its recipe (:func:`memnotebooks.store.cached_table`),
 written in one atomic step: a second call recomputes nothing, and an interrupted fine-tuning
@@ -67,22 +81,30 @@ from .probes import PROBES, fit_probe, out_of_fold_predictions, probe_prediction
 from .runs import Run, build_run_model, config_columns
 from .store import cached_table, table_folder
 from .training import EarlyStopping, StopAtTarget, predict, train
+from .prose import signed
+from .uncertainty import Difference, pack_hits, paired_bootstrap, unpack_hits
 
 __all__ = [
     "BEFORE",
     "DEFAULT_METHODS",
+    "METHOD_NAMES",
+    "STARTS",
     "LABEL_COLUMNS",
     "LABEL_STATISTICS",
     "accuracy_table",
+    "comparison_table",
     "decoders_table",
+    "difference",
     "label_table",
     "RelabelSettings",
     "label_statistics",
+    "method_name",
     "methods",
     "relabel_grid",
     "relabel_table",
     "relabelled_labels",
     "relabelled_model",
+    "scores",
 ]
 
 _FIXED_METHODS = (
@@ -97,6 +119,10 @@ _FIXED_METHODS = (
     "true_labels",
 )
 _OTHER_PROBES = tuple(name for name in PROBES if name != "masc")
+_PROBABILISTIC = tuple(name for name in _OTHER_PROBES if hasattr(PROBES[name](), "predict_proba"))
+STARTS = ("memorized", "scratch")
+"""Where training on the new labels starts: the memorized network (the paper's fine-tuning) or
+the run's initial weights."""
 
 DEFAULT_METHODS = (
     "early_stopped",
@@ -110,6 +136,30 @@ DEFAULT_METHODS = (
     "true_labels",
 )
 """What :func:`relabel_table` runs when ``methods`` is not given."""
+
+_PROBE_WORDS = {"masc": "MASC", "logistic": "logistic regression", "knn": "5 nearest neighbours", "nearest_mean": "nearest class mean", "lda": "LDA", "qda": "QDA"}
+
+METHOD_NAMES = {
+    "early_stopped": "network stopped early",
+    "corrupted_labels": "corrupted labels",
+    "self_predictions": "network's own predictions",
+    "masc_corrupted": "MASC, in-sample",
+    "masc_true": "MASC on true labels, in-sample",
+    "masc_crossfit": "MASC, out of fold",
+    "best_probe_crossfit": "best other probe, out of fold",
+    "cleanlab": "cleanlab (flagged points dropped)",
+    "true_labels": "true labels",
+    **{name: f"{_PROBE_WORDS.get(name, name)}, in-sample" for name in _OTHER_PROBES},
+    **{f"{name}_crossfit": f"{_PROBE_WORDS.get(name, name)}, out of fold" for name in _OTHER_PROBES},
+}
+"""Each method in words, for tables, legends and sentences (:func:`method_name`)."""
+
+
+def method_name(method: str, start: str = "memorized") -> str:
+    """``method`` in words (:data:`METHOD_NAMES`), with ", from scratch" when its network was
+    trained from the initial weights (``early_stopped`` always is, and says so already)."""
+    name = METHOD_NAMES.get(method, method)
+    return f"{name}, from scratch" if start == "scratch" and method != "early_stopped" else name
 
 LABEL_STATISTICS = {
     "labels_changed": "share of training points whose label the method changes or drops",
@@ -147,7 +197,7 @@ def _decoder(method: str, cleanlab_probe: str) -> _Decoder | None:
         "masc_true": _Decoder("masc", fit_labels="true"),
         "masc_crossfit": _Decoder("masc", crossfit=True),
         "best_probe_crossfit": _Decoder("best", crossfit=True),
-        "cleanlab": _Decoder(cleanlab_probe, crossfit=True, drop=True),
+        "cleanlab": _Decoder(cleanlab_probe, crossfit=True, drop=True),  # "best": the best with probabilities
     }
     if method in fixed:
         return fixed[method]
@@ -171,13 +221,17 @@ class RelabelSettings:
     folds : int >= 2
         Folds of the out-of-fold methods (and of cleanlab's probabilities).
     cleanlab_probe : str
-        The probe whose out-of-fold probabilities cleanlab reads (one with ``predict_proba``).
+        The probe whose out-of-fold probabilities cleanlab reads (one with ``predict_proba``), or
+        ``"best"``: the one of those (and the layer) that scores best on the validation part.
     patience : int >= 1
         Epochs without a strict improvement of the validation accuracy before stopping.
     max_epochs : int >= 1
         Fine-tuning epoch cap.
     validation_fraction : float in (0, 1)
         Share of the test set in the validation part.
+    start : {"memorized", "scratch"}
+        Fine-tune the memorized network (the paper's), or train from the run's initial weights
+        with the run's epoch cap (``max_epochs`` then applies to fine-tuning only).
     """
 
     layer: str | None = None
@@ -188,6 +242,7 @@ class RelabelSettings:
     patience: int = 3
     max_epochs: int = 30
     validation_fraction: float = VALIDATION_FRACTION
+    start: str = "memorized"
 
     def __post_init__(self):
         check_variance_threshold(self.variance_threshold)
@@ -198,9 +253,10 @@ class RelabelSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
-        if self.cleanlab_probe not in _OTHER_PROBES or not hasattr(PROBES[self.cleanlab_probe](), "predict_proba"):
-            allowed = [name for name in _OTHER_PROBES if hasattr(PROBES[name](), "predict_proba")]
-            raise ValueError(f"Unknown cleanlab_probe {self.cleanlab_probe!r}; choose one with class probabilities: {', '.join(allowed)}.")
+        if self.cleanlab_probe not in (*_PROBABILISTIC, "best"):
+            raise ValueError(f"Unknown cleanlab_probe {self.cleanlab_probe!r}; choose one with class probabilities: {', '.join(_PROBABILISTIC)}, or best.")
+        if self.start not in STARTS:
+            raise ValueError(f"Unknown start {self.start!r}; choose one of: {', '.join(STARTS)}.")
         if self.layers is not None:
             object.__setattr__(self, "layers", (self.layers,) if isinstance(self.layers, str) else tuple(self.layers))
 
@@ -213,11 +269,13 @@ class RelabelSettings:
             "validation_fraction": self.validation_fraction,
             "validation_seed": VALIDATION_SEED,
         }
-        if method != "early_stopped":
+        if method != "early_stopped" and self.start == "memorized":
             recipe["max_epochs"] = self.max_epochs
+        if method != "early_stopped" and self.start == "scratch":  # keyed only then: fine-tunings keep their keys
+            recipe["start"] = self.start
         if decoder is not None:
             recipe.update(layer=self.layer, layers=self.layers)
-            probes = _OTHER_PROBES if decoder.probe == "best" else (decoder.probe,)
+            probes = _candidates(decoder)
             recipe["probes"] = [probe_recipe(name, **self.probe_params(name)) for name in probes]
             if decoder.crossfit:
                 recipe["folds"] = self.folds
@@ -260,6 +318,14 @@ def label_statistics(true_labels, given_labels, new_labels, kept=None) -> dict:
     }
 
 
+def _candidates(decoder: _Decoder) -> tuple[str, ...]:
+    """The probes a decoder chooses among: its own, or for ``"best"`` every probe but MASC (with
+    class probabilities, for cleanlab)."""
+    if decoder.probe != "best":
+        return (decoder.probe,)
+    return _PROBABILISTIC if decoder.drop else _OTHER_PROBES
+
+
 class _Context:
     """What the methods of one run share: the validation split, the activations of the
     candidate layers (extracted once, on the run's device) and the memorized model's holdout
@@ -284,12 +350,15 @@ class _Context:
             }
         return {source: values[layer] for source, values in self._activations.items()}
 
+    def hits(self, model: torch.nn.Module) -> np.ndarray:
+        """Whether ``model`` predicts each holdout image right (bool, in test-set order)."""
+        holdout = ~self.validation
+        return predict(model, self.run.dataset.x_test).cpu().numpy()[holdout] == self.y_test[holdout]
+
     @functools.cached_property
     def accuracy_before(self) -> float:
         """The memorized model's accuracy on the holdout part."""
-        holdout = ~self.validation
-        predictions = predict(self.model, self.run.dataset.x_test).cpu().numpy()
-        return float(np.mean(predictions[holdout] == self.y_test[holdout]))
+        return float(np.mean(self.hits(self.model)))
 
     def validation_accuracy(self, probe: str, layer: str, fit_labels: str) -> float:
         """Probe fitted on the layer's training activations with ``fit_labels``, scored on the
@@ -307,7 +376,7 @@ class _Context:
 
     def choose(self, decoder: _Decoder) -> tuple[str, str, float]:
         """The (probe, layer) with the best validation accuracy, and that accuracy."""
-        probes = _OTHER_PROBES if decoder.probe == "best" else (decoder.probe,)
+        probes = _candidates(decoder)
         scored = [(self.validation_accuracy(p, layer, decoder.fit_labels), p, layer) for p in probes for layer in self.layers]
         scored = [entry for entry in scored if not np.isnan(entry[0])]
         if not scored:
@@ -344,14 +413,22 @@ def _new_labels(context: _Context, method: str) -> tuple[np.ndarray, np.ndarray,
     return probe_predictions(fit_probe(probe, train_activations, fit_labels, **params), train_activations), kept, how
 
 
+def _training_settings(config) -> dict:
+    """The keyword arguments of :func:`memnotebooks.training.train` that the run's configuration
+    sets, as :func:`memnotebooks.runs.run` passes them (issue 21: fine-tuning once dropped
+    ``weight_decay``); the model's own settings (dropout, width) travel with the model."""
+    names = ("optimizer", "learning_rate", "momentum", "weight_decay", "batch_size", "seed")
+    return {name: getattr(config, name) for name in names}
+
+
 def _train(context: _Context, method: str, labels: np.ndarray, kept: np.ndarray, progress: bool):
-    """Fine-tune a copy of the memorized model (or, for ``early_stopped``, train the run's
-    initial model) on ``labels[kept]``, early-stopped on the validation part."""
+    """Fine-tune a copy of the memorized model (or, for ``early_stopped`` and ``start="scratch"``,
+    train the run's initial model) on ``labels[kept]``, early-stopped on the validation part."""
     run_, settings = context.run, context.settings
     config, dataset = run_.config, run_.dataset
     validation = torch.from_numpy(context.validation)
     early = EarlyStopping("test_validation_accuracy", patience=settings.patience)
-    if method == "early_stopped":
+    if method == "early_stopped" or settings.start == "scratch":
         model = build_run_model(config, dataset)
         target = StopAtTarget(config.target_accuracy)
         stop, max_epochs = (lambda history: early(history) or target(history)), config.max_epochs
@@ -368,13 +445,9 @@ def _train(context: _Context, method: str, labels: np.ndarray, kept: np.ndarray,
         evaluation_parts={"test_validation": ("test", validation), "test_holdout": ("test", ~validation)},
         stop=stop,
         keep_best="test_validation_accuracy",
-        optimizer=config.optimizer,
-        learning_rate=config.learning_rate,
-        momentum=config.momentum,
-        batch_size=config.batch_size,
         max_epochs=max_epochs,
-        seed=config.seed,
         device=context.device,
+        **_training_settings(config),
         progress=progress,
     )
 
@@ -436,7 +509,7 @@ def relabel_table(run_: Run, methods=None, *, progress: bool = False, **settings
         Show fine-tuning progress.
     **settings
         :class:`RelabelSettings` (``layer``, ``layers``, ``variance_threshold``, ``folds``,
-        ``cleanlab_probe``, ``patience``, ``max_epochs``, ``validation_fraction``).
+        ``cleanlab_probe``, ``patience``, ``max_epochs``, ``validation_fraction``, ``start``).
 
     Returns
     -------
@@ -446,7 +519,10 @@ def relabel_table(run_: Run, methods=None, *, progress: bool = False, **settings
         decoder) and the probe's ``probe_validation_accuracy``; ``accuracy_before`` (the
         memorized model) and ``accuracy_after`` (the kept epoch), both on the holdout part;
         ``validation_after``; ``epochs`` trained and ``best_epoch`` kept (0: the model it
-        started from); ``n_trained`` points; and the :data:`LABEL_STATISTICS`.
+        started from); ``n_trained`` points; the :data:`LABEL_STATISTICS`; ``start``
+        (``"scratch"`` for ``early_stopped`` and with ``start="scratch"``); and ``hits_before``,
+        ``hits_after``: which holdout images the memorized and the trained model predict right
+        (packed, :func:`memnotebooks.uncertainty.unpack_hits`; the same images in every row).
 
     Raises
     ------
@@ -457,9 +533,12 @@ def relabel_table(run_: Run, methods=None, *, progress: bool = False, **settings
     settings = RelabelSettings(**settings)
     methods_ = _check_methods(run_, methods)
     context = _Context(run_, settings)
-    frames = [cached_table(run_.path, "relabel", settings.recipe(m), lambda m=m: _relabel(context, m, progress)) for m in methods_]
+    frames = [cached_table(run_.path, "relabel", _recipe(run_, settings, m), lambda m=m: _relabel(context, m, progress)) for m in methods_]
     table = pd.concat(frames, ignore_index=True)
     table[["probe", "layer"]] = table[["probe", "layer"]].fillna("")
+    table.insert(1, "start", np.where(table.method == "early_stopped", "scratch", settings.start))
+    table["hits_before"] = pack_hits(context.hits(run_.model))
+    table["hits_after"] = [pack_hits(context.hits(_load_model(run_, _folder_of(run_, settings, m)))) for m in methods_]
     identity = config_columns(run_)
     return table.assign(**identity)[list(identity) + [c for c in table.columns if c not in identity]]
 
@@ -470,22 +549,62 @@ def relabel_grid(runs, methods=None, *, progress: bool = False, **settings) -> p
 
 
 BEFORE = "memorized model (before)"
-"""The row of :func:`accuracy_table` that holds the memorized model's accuracy."""
+"""The row of :func:`accuracy_table` and :func:`scores` that holds the memorized model's accuracy."""
+
+_IDENTITY = ["dataset", "model", "corruption_degree", "seed"]
+
+
+def scores(table: pd.DataFrame) -> pd.DataFrame:
+    """The holdout accuracies of :func:`relabel_grid`'s ``table`` as a tidy table with per-image
+    hits, for :func:`memnotebooks.evaluation.paired_differences` (``reference=BEFORE``, or any
+    method's name): a row per run and ``baseline`` (the method in words, :func:`method_name`;
+    the memorized model first, :data:`BEFORE`), with ``method``, ``start``, ``accuracy`` and
+    ``hits``. ``table`` may stack several grids (e.g. fine-tuned and retrained from scratch);
+    rows that repeat a run and name (``early_stopped`` in both) are kept once."""
+    before = table.drop_duplicates(_IDENTITY).assign(baseline=BEFORE, method="", start="memorized", accuracy=lambda t: t.accuracy_before, hits=lambda t: t.hits_before)
+    after = table.assign(baseline=[method_name(m, s) for m, s in zip(table.method, table.start)], accuracy=table.accuracy_after, hits=table.hits_after)
+    columns = [*_IDENTITY, "baseline", "method", "start", "accuracy", "hits"]
+    return pd.concat([before[columns], after[columns]], ignore_index=True).drop_duplicates([*_IDENTITY, "baseline"])
 
 
 def accuracy_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Holdout accuracy after each method, mean ± std over seeds, a row per method (first the
-    memorized model's, :data:`BEFORE`) and a column per degree
-    (:func:`memnotebooks.evaluation.mean_std_table`).
+    """Holdout accuracy after each method, mean ± std over seeds, a row per method in words
+    (first the memorized model's, :data:`BEFORE`) and a column per degree
+    (:func:`memnotebooks.evaluation.mean_std_table` of :func:`scores`).
 
-    ``table`` is :func:`relabel_grid`'s output.
+    ``table`` is :func:`relabel_grid`'s output (or several, stacked).
     """
-    before = table.drop_duplicates(["dataset", "model", "corruption_degree", "seed"]).assign(method=BEFORE, accuracy_after=lambda t: t.accuracy_before)
-    return mean_std_table(pd.concat([before, table], ignore_index=True), "method", "accuracy_after")
+    return mean_std_table(scores(table), "baseline", "accuracy")
+
+
+def difference(scores_: pd.DataFrame, a: str, b: str, degree: float) -> Difference:
+    """Accuracy of ``a`` minus ``b`` (names in :func:`scores`' ``baseline``) at ``degree``, with
+    its 95 % paired bootstrap interval over the holdout images and the seeds both have
+    (:func:`memnotebooks.uncertainty.paired_bootstrap`)."""
+    at = scores_[scores_.corruption_degree == degree]
+    hits = {name: at[at.baseline == name].set_index("seed").hits for name in (a, b)}
+    missing = [name for name, h in hits.items() if h.empty]
+    if missing:
+        raise ValueError(f"No rows named {missing} at p = {degree:g}; the table has: {', '.join(at.baseline.unique())}.")
+    seeds = sorted(set(hits[a].index) & set(hits[b].index))
+    return paired_bootstrap([unpack_hits(hits[a][s]) for s in seeds], [unpack_hits(hits[b][s]) for s in seeds])
+
+
+def comparison_table(scores_: pd.DataFrame, reference: str, others=None) -> pd.DataFrame:
+    """Each row's accuracy minus ``reference``'s, per degree, as text: the difference and its 95 %
+    paired interval, ``"+0.012 (−0.004 to +0.020)"`` (:func:`difference`); a row per name of
+    ``others`` (default every other row of :func:`scores`), a column per degree."""
+    others = [name for name in (others or scores_.baseline.unique()) if name != reference]
+    degrees = sorted(scores_.corruption_degree.unique())
+    cells = {}
+    for degree in degrees:
+        ds = [difference(scores_, name, reference, degree) for name in others]
+        cells[f"p = {degree:g}"] = [f"{signed(d.estimate)} ({signed(d.low)} to {signed(d.high)})" for d in ds]
+    return pd.DataFrame(cells, index=others)
 
 
 LABEL_COLUMNS = {
-    "labels_changed": "changed",
+    "labels_changed": "changed or dropped",
     "wrong_fixed": "wrong → true",
     "correct_broken": "correct → wrong",
     "wrong_dropped": "wrong dropped",
@@ -495,32 +614,60 @@ LABEL_COLUMNS = {
 """Short column names of :func:`label_table`."""
 
 
+def _labelled(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per run and method (the labels do not depend on where training starts)."""
+    return table.drop_duplicates([*_IDENTITY, "method"])
+
+
 def label_table(table: pd.DataFrame, methods=None, digits: int = 3) -> pd.DataFrame:
     """The label statistics (:data:`LABEL_STATISTICS`), mean over seeds, a row per degree and
-    method (default all, in the table's order), short column names (:data:`LABEL_COLUMNS`); the
-    dropped shares only where a method drops points."""
+    method in words (default all, in the table's order), short column names
+    (:data:`LABEL_COLUMNS`); the dropped shares only where a method drops points."""
     methods = list(methods or table.method.unique())
-    shown = table[table.method.isin(methods)]
+    shown = _labelled(table[table.method.isin(methods)])
     mean = shown.groupby(["corruption_degree", "method"], sort=False)[list(LABEL_COLUMNS)].mean()
     mean = mean.reindex(pd.MultiIndex.from_product([sorted(shown.corruption_degree.unique()), methods]))
     if not (mean[["wrong_dropped", "correct_dropped"]] > 0).any(axis=None):
         mean = mean.drop(columns=["wrong_dropped", "correct_dropped"])
+    mean.index = mean.index.set_levels([METHOD_NAMES.get(m, m) for m in mean.index.levels[1]], level=1)
     return mean.round(digits).rename(columns=LABEL_COLUMNS).rename_axis(index=["p", "method"])
 
 
 def decoders_table(table: pd.DataFrame) -> pd.DataFrame:
     """The layer each decoding method chose on the validation part (and the probe, for
-    ``best_probe_crossfit``), per degree (a column each), one per seed in seed order."""
-    decoded = table[table.layer != ""].sort_values("seed", kind="stable")
-    choices = decoded.assign(choice=decoded.layer.where(decoded.method != "best_probe_crossfit", decoded.probe + " @ " + decoded.layer))
+    ``best_probe_crossfit`` and ``cleanlab``), per degree (a column each), one per seed in seed
+    order; rows name the methods in words."""
+    decoded = _labelled(table[table.layer != ""]).sort_values("seed", kind="stable")
+    named = decoded.method.isin(["best_probe_crossfit", "cleanlab"])
+    choices = decoded.assign(choice=decoded.layer.where(~named, decoded.probe.map(lambda p: _PROBE_WORDS.get(p, p)) + " on " + decoded.layer))
     wide = choices.groupby(["method", "corruption_degree"], sort=False)["choice"].agg(", ".join).unstack("corruption_degree")
     wide.columns = [f"p = {degree:g}" for degree in wide.columns]
-    return wide.rename_axis(index=None)
+    return wide.rename(index=METHOD_NAMES).rename_axis(index=None)
+
+
+def _recipe(run_: Run, settings: RelabelSettings, method: str) -> dict:
+    """The cache key of ``method`` on ``run_``: the settings' recipe, and the run's weight decay
+    where it has one (issue 21: before, fine-tuning ignored it; keyed only where it is not zero,
+    so the results of runs without weight decay, which did not change, keep their keys)."""
+    recipe = settings.recipe(method)
+    if run_.config.weight_decay:
+        recipe["weight_decay"] = run_.config.weight_decay
+    return recipe
+
+
+def _folder_of(run_: Run, settings: RelabelSettings, method: str) -> Path:
+    return table_folder(run_.path, "relabel", _recipe(run_, settings, method))
+
+
+def _load_model(run_: Run, folder: Path) -> torch.nn.Module:
+    model = build_run_model(run_.config, run_.dataset)
+    model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+    return model.to(next(run_.model.parameters()).device).eval()
 
 
 def _folder(run_: Run, method: str, settings: dict) -> Path:
     relabel_table(run_, [method], **settings)  # computes it if it is not cached yet
-    return table_folder(run_.path, "relabel", RelabelSettings(**settings).recipe(method))
+    return _folder_of(run_, RelabelSettings(**settings), method)
 
 
 def relabelled_labels(run_: Run, method: str, **settings) -> pd.DataFrame:
@@ -540,6 +687,4 @@ def relabelled_labels(run_: Run, method: str, **settings) -> pd.DataFrame:
 def relabelled_model(run_: Run, method: str, **settings) -> torch.nn.Module:
     """The fine-tuned model of ``method`` (the weights of its kept epoch), in evaluation mode, on
     the run's device."""
-    model = build_run_model(run_.config, run_.dataset)
-    model.load_state_dict(torch.load(_folder(run_, method, settings) / "model.pt", weights_only=True))
-    return model.to(next(run_.model.parameters()).device).eval()
+    return _load_model(run_, _folder(run_, method, settings))

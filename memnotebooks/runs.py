@@ -53,6 +53,7 @@ __all__ = [
     "early_stopped",
     "history_table",
     "is_complete",
+    "padded_history",
     "run",
     "run_grid",
     "run_path",
@@ -474,22 +475,55 @@ def config_columns(run_: Run) -> dict:
     return {"dataset": c.dataset, "model": c.model, "corruption_degree": c.corruption_degree, "seed": c.seed}
 
 
-def summary_table(runs) -> pd.DataFrame:
-    """One row per run: configuration, epochs trained, final accuracies (the last history row's,
-    and the final model's full-pass training accuracy)."""
+def summary_table(runs, at: str = "final") -> pd.DataFrame:
+    """One row per run: configuration, epochs trained, accuracies (the history row's, and the
+    final model's full-pass training accuracy).
+
+    ``at="final"`` takes the last history row; ``at="early-stopped"`` the row early stopping keeps
+    (:func:`early_stopped`: chosen on the *true* labels of the test set's validation part), with
+    its epoch in ``epochs`` (``full_pass_train_accuracy`` stays the final model's)."""
+    if at not in ("final", "early-stopped"):
+        raise ValueError(f"Unknown at={at!r}; choose 'final' or 'early-stopped'.")
     rows = []
     for r in runs:
-        last = r.history.iloc[-1].drop(["epoch", "loss", "seconds"]).to_dict()
+        row = r.history.iloc[-1] if at == "final" else early_stopped(r.history.reset_index(drop=True))
         rows.append(
             {
                 **config_columns(r),
-                "epochs": r.summary["epochs"],
+                "epochs": r.summary["epochs"] if at == "final" else int(row["epoch"]),
                 "reached_target": r.summary["reached_target"],
-                **last,
+                **row.drop(["epoch", "loss", "seconds"]).to_dict(),
                 "full_pass_train_accuracy": r.summary["full_pass_train_accuracy"],
             }
         )
     return pd.DataFrame(rows)
+
+
+def padded_history(history: pd.DataFrame, by=("corruption_degree",)) -> pd.DataFrame:
+    """:func:`history_table` with every run carried on to the last epoch of the longest run of its
+    group (``by``), holding its final row, so that a mean curve averages every seed at every epoch
+    (a run stops when it reaches its target; without padding, the mean after the first run stops
+    would average fewer seeds). Column ``padded`` marks the carried rows.
+
+    Runs are told apart by ``seed`` and the ``by`` columns.
+    """
+    by = list(by)
+    keys = [*by, "seed"]
+    missing = [k for k in keys if k not in history]
+    if missing:
+        raise ValueError(f"padded_history needs the column(s) {missing}; the table has: {', '.join(history.columns)}.")
+    frames = []
+    for _, group in history.groupby(by, sort=False) if by else [(None, history)]:
+        last_epoch = int(group.epoch.max())
+        for _, one in group.groupby("seed", sort=False):
+            one = one.sort_values("epoch").assign(padded=False)
+            final = one.iloc[-1]
+            extra = pd.DataFrame([final] * (last_epoch - int(final.epoch))).reset_index(drop=True)
+            if len(extra):
+                extra["epoch"] = np.arange(int(final.epoch) + 1, last_epoch + 1)
+                extra["padded"] = True
+            frames.append(pd.concat([one, extra.astype(one.dtypes.to_dict())], ignore_index=True) if len(extra) else one)
+    return pd.concat(frames, ignore_index=True)
 
 
 def early_stopped(history: pd.DataFrame) -> pd.Series:

@@ -49,10 +49,10 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from .corruption import corrupted_points
 from .devices import resolve_device
+from .progress import progress_bar
 from .runs import RunConfig, _summary, _write_run, build_run_model, is_complete, run_grid, run_path, summary_table, test_parts, training_data
 from .training import StopAtTarget, TrainingResult, _check_settings, _learned_since, epoch_orders, history_row, make_optimizer, predict
 
@@ -298,7 +298,7 @@ def _train_group(group, data, models, device, progress, eval_batch_size: int = 1
     train_predictions = stack.predict(x_train, eval_batch_size, shared=shared_x)
     learned = [_learned_since(torch.full_like(labels[m], -1), train_predictions[m] == labels[m], 0) for m in range(len(group))]
     orders = [epoch_orders(n, c.seed) for c in group]
-    bar = tqdm(total=max(c.max_epochs for c in group), desc=f"epochs, {len(group)} runs stacked", disable=not progress, leave=False)
+    bar = progress_bar(max(c.max_epochs for c in group), f"epochs, {len(group)} runs stacked", progress, leave=False)
     epoch, stopping = 0, record(0, [float("nan")] * len(group))
     while True:
         for position in stopping:

@@ -30,11 +30,11 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from .corruption import wrong_labels
 from .devices import resolve_device
 from .models import evaluation_mode
+from .progress import progress_bar
 
 __all__ = [
     "GRADIENT_MEMORY",
@@ -503,7 +503,7 @@ def train(
     train_predictions = torch.empty_like(y_given)
     orders = epoch_orders(len(y_given), seed)
     stopped = stop(rows)
-    bar = tqdm(total=max_epochs, desc="epochs", disable=not progress, leave=False)
+    bar = progress_bar(max_epochs, "epochs", progress, leave=False)
     for epoch in range(1, max_epochs + 1):
         if stopped:
             break

@@ -93,3 +93,59 @@ def test_bad_mode_lists_the_allowed_ones():
 def test_labels_outside_the_classes_are_rejected():
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
         corrupt_labels(np.array([0, 1, 5]), 0.2, 3)
+
+
+def test_nesting_holds_with_the_same_label_for_uniform_only():
+    from memnotebooks.corruption import nesting
+
+    uniform = nesting(LABELS, 0.2, 0.4, C, seed=3)
+    assert uniform["selected_low"] > 0 and uniform["also_selected"] == uniform["same_label"] == uniform["selected_low"]
+    permute = nesting(LABELS, 0.2, 0.4, C, seed=3, mode="permute")
+    assert permute["also_selected"] == permute["selected_low"]
+    # A fresh shuffle of the larger set keeps a point's label only about as often as chance does.
+    assert permute["same_label"] < 0.2 * permute["also_selected"]
+
+
+def test_share_spread_matches_the_binomial_for_uniform_corruption():
+    from memnotebooks.corruption import share_spread
+
+    labels, _ = corrupt_labels(LABELS, 0.6, C, seed=4)
+    spread = share_spread(LABELS, labels, 0.6, C)
+    assert spread["off_share"] == pytest.approx(0.06) and spread["diagonal_share"] == pytest.approx(0.46)
+    assert spread["off_sd"] == pytest.approx(np.sqrt(0.06 * 0.94 / (N / C)), rel=0.01)
+    # 90 off-diagonal cells: their RMS deviation from q is the binomial sd, within sampling error.
+    assert 0.7 * spread["off_sd"] < spread["off_measured"] < 1.3 * spread["off_sd"]
+    # Labels that favour one wrong class stray far beyond it.
+    biased = np.where(LABELS == 0, 1, LABELS)
+    assert share_spread(LABELS, biased, 0.6, C)["off_measured"] > 5 * spread["off_sd"]
+
+
+def test_expected_gap_and_summary_of_the_wrong_fraction():
+    from memnotebooks.corruption import expected_gap, wrong_fraction_summary
+
+    table = corruption_table(LABELS, C, [0.0, 0.5], seeds=[0, 1, 2], modes=["uniform", "permute"])
+    gap = expected_gap(table, N)
+    assert list(gap.index) == [0.0, 0.5] and gap.loc[0.0, "z"] == 0
+    assert gap.loc[0.5, "sd"] == pytest.approx(np.sqrt(0.45 * 0.55 / (3 * N)))
+    assert abs(gap.loc[0.5, "z"]) < 5
+    text = wrong_fraction_summary(table)
+    assert list(text.index) == ["uniform", "permute", "expected p(C-1)/C"] and list(text.columns) == ["p = 0", "p = 0.5"]
+    assert text.loc["expected p(C-1)/C", "p = 0.5"] == "0.450" and "\u00b1" in text.loc["uniform", "p = 0.5"]
+    with pytest.raises(ValueError, match="needs the 'uniform' rows"):
+        expected_gap(table[table["mode"] == "permute"], N)
+
+
+def test_the_label_matrix_colour_scale_can_stop_at_its_largest_cell():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from memnotebooks import plotting
+
+    labels, _ = corrupt_labels(LABELS[:2000], 0.6, C, seed=0)
+    frame = pd.DataFrame({"true_label": LABELS[:2000], "given_label": labels})
+    largest = pd.crosstab(frame.true_label, frame.given_label, normalize="index").to_numpy().max()
+    capped = plotting.label_matrix(frame, vmax=None, annotate=True)
+    assert capped.collections[0].get_clim() == (0, pytest.approx(largest)) and len(capped.texts) == C * C
+    assert plotting.label_matrix(frame).collections[0].get_clim() == (0, 1)

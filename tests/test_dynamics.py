@@ -10,6 +10,7 @@ import torch
 from memnotebooks import dynamics, evaluation, runs
 from memnotebooks.models import build_model, rewind, weight_layers
 from memnotebooks.training import per_example_gradient_norms, summed_gradient
+from memnotebooks.uncertainty import unpack_hits
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,15 @@ def test_gradients_per_checkpoint(memorized):
     # The step shares use every example, whatever the draw.
     assert sampled.step_share.tolist() == pytest.approx(table[table.epoch == 5].step_share.tolist(), abs=1e-6)
     # One example agrees with itself.
-    assert dynamics.gradient_table(memorized, epochs=[5], max_examples=1).coherence.tolist() == pytest.approx([1, 1], abs=1e-3)  # float32 sums of 10⁶ squares
+    single = dynamics.gradient_table(memorized, epochs=[5], max_examples=1)
+    assert single.coherence.tolist() == pytest.approx([1, 1], abs=1e-3)  # float32 sums of 10⁶ squares
+    assert single.coherence_null.tolist() == pytest.approx([1, 1]) and single.within_class_coherence.isna().all()
+    # The null of unrelated directions is 1/√n for equal norms, and larger for unequal ones.
+    assert (sampled.coherence_null >= 1 / np.sqrt(50) - 1e-9).all() and (sampled.coherence_null < 1).all()
+    assert (sampled.coherence_null > 1.02 / np.sqrt(50)).any()  # the norms differ
+    # Within one label the examples agree more than across all ten, and the null rises with fewer examples.
+    assert (table.within_class_coherence >= table.coherence - 1e-6).all()
+    assert (table.within_class_null > table.coherence_null).all() and table.within_class_coherence.between(0, 1 + 1e-6).all()
     # Once the clean examples are fitted their loss, and so their gradient, is the smaller.
     at_five = table[table.epoch == 5].set_index("subset").mean_norm
     assert at_five["clean"] < at_five["corrupted"]
@@ -108,6 +117,16 @@ def test_decoding_over_epochs(memorized):
     assert network[0] < 0.3 < masc[0]  # an untrained network guesses; its input still decodes
     peaks = dynamics.decoding_peaks(table, selection="test-selected")
     assert peaks.loc[(0.6, "network"), ("peak", "accuracy")] == round(network.max(), 3)
+    # Validated: the checkpoint is chosen on the validation part, scored on the holdout part.
+    validated = table[table.selection == "validated"]
+    for decoder, rows in validated.groupby("decoder"):
+        hits = [unpack_hits(h) for h in rows.hits]
+        assert {len(h) for h in hits} == {360} and [h.mean() for h in hits] == pytest.approx(rows.accuracy.tolist(), abs=1e-6)
+        best = rows.loc[rows.validation_accuracy.idxmax()]
+        assert dynamics.decoding_peaks(table).loc[(0.6, decoder), ("peak", "epoch")] == best.epoch
+        assert dynamics.decoding_peaks(table).loc[(0.6, decoder), ("peak", "accuracy")] == round(best.accuracy, 3)
+    history = memorized.history.set_index("epoch")
+    assert validated[validated.decoder == "network"].set_index("epoch").validation_accuracy[5] == pytest.approx(history.test_validation_accuracy[5])
     assert peaks.loc[(0.6, "MASC"), ("last checkpoint", "epoch")] == 5 and peaks.loc[(0.6, "network"), ("last checkpoint", "layer")] == "output"
     with pytest.raises(ValueError, match="never checkpointed"):
         dynamics.decoding_over_epochs([memorized], epochs=[4])
@@ -122,6 +141,13 @@ def test_setting_labels_and_summaries(memorized):
     assert dynamics.setting_label(base.replace(corruption_degree=0.6, dropout=0.5, weight_decay=0.01)) == "random labels (p = 0.6), dropout 0.5, weight decay 0.01"
     summary = dynamics.settings_summary([memorized])
     assert list(summary.index) == ["random labels (p = 0.6)"]
+    assert summary.loc["random labels (p = 0.6)", "reached target"] == ("1 of 1" if memorized.summary["reached_target"] else "0 of 1")
+    assert summary.seeds.tolist() == [1] and summary["epochs (spread)"].tolist() == [f"{memorized.summary['epochs']:.1f}"]
+    at_five = dynamics.settings_summary([memorized], epoch=5)
+    assert at_five.loc["random labels (p = 0.6)", "test"] == round(memorized.history.set_index("epoch").test_accuracy[5], 3)
+    with pytest.raises(ValueError, match="stopped before epoch 1000"):
+        dynamics.settings_summary([memorized], epoch=1000)
+    assert (dynamics.apart([3, 4], [1, 2]), dynamics.apart([1], [2, 3]), dynamics.apart([1, 3], [2])) == (1, -1, 0)
     assert list(dynamics.settings_summary([memorized], noise=False).index) == ["no regularizer"]
     assert summary.loc["random labels (p = 0.6)", "test"] == pytest.approx(memorized.summary["test_accuracy"], abs=5e-4)
     history = dynamics.settings_history([memorized])
@@ -129,6 +155,7 @@ def test_setting_labels_and_summaries(memorized):
     learning = dynamics.learning_summary(dynamics.learning_table([memorized]))
     assert learning.loc[(0.6, "clean"), "median epoch"] < learning.loc[(0.6, "corrupted"), "median epoch"]
     assert learning["share not learned"].between(0, 1).all()
+    assert learning["median epoch"].dtype.kind == "i" and learning["90th percentile"].dtype.kind == "i"  # epochs, not 12.0
     with pytest.raises(ValueError, match=r"Unknown RunConfig field\(s\) \['depth'\]"):
         runs.history_table([memorized], fields=["depth"])
 

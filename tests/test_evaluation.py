@@ -8,7 +8,7 @@ from memnotebooks import evaluation, runs
 from memnotebooks.activations import extract_activations
 from memnotebooks.data import validation_split
 from memnotebooks.masc import MASC
-from memnotebooks.uncertainty import pack_hits, unpack_hits
+from memnotebooks.uncertainty import Difference, pack_hits, unpack_hits
 
 
 @pytest.fixture(scope="module")
@@ -203,3 +203,88 @@ def test_geometry_table_and_bad_names(memorized_runs):
         evaluation.layerwise_evaluation(run, fit_labels=["noisy"])
     with pytest.raises(ValueError, match="Unknown fit_labels 'noisy'; choose from: corrupted, true"):
         evaluation.geometry_table(run, fit_labels="noisy")
+
+
+def test_difference_table_shows_each_difference_with_its_interval():
+    differences = pd.DataFrame({"baseline": ["b", "a", "b"], "corruption_degree": [0.4, 0.4, 0.8], "difference": [0.0123, -0.3, 0.0001],
+                                "low": [-0.0041, -0.35, -0.002], "high": [0.028, -0.25, 0.003], "sign": [0, -1, 0]})
+    table = evaluation.difference_table(differences)
+    assert table.index.tolist() == ["b", "a"] and table.columns.tolist() == ["p = 0.4", "p = 0.8"]
+    assert table.loc["b", "p = 0.4"] == "+0.012\u00a0[\u22120.004,\u00a0+0.028]"
+    assert table.loc["a", "p = 0.4"] == "\u22120.300\u00a0[\u22120.350,\u00a0\u22120.250]" and table.loc["a", "p = 0.8"] == ""
+    assert table.loc["b", "p = 0.8"] == "0.000\u00a0[\u22120.002,\u00a0+0.003]"
+    assert evaluation.difference_text(Difference(-0.0123, -0.02, -0.004, 360, 3)) == "\u22120.012\u00a0[\u22120.020,\u00a0\u22120.004]"
+    with pytest.raises(ValueError, match="No differences to show"):
+        evaluation.difference_table(differences.iloc[:0])
+
+
+def test_layers_and_probes_are_compared_image_by_image(memorized_runs):
+    run = memorized_runs[1]
+    decoding = evaluation.layerwise_evaluation(run, probes=["masc", "nearest_mean"], fit_labels="corrupted", layers=["input", "fc1", "fc2"])
+    layers = evaluation.layer_scores(decoding)
+    assert layers.baseline.tolist() == ["input", "fc1", "fc2"]  # in forward order
+    holdout = decoding[(decoding.probe == "masc") & (decoding.split == "test_holdout")].set_index("layer")
+    assert layers.set_index("layer").accuracy.to_dict() == holdout.accuracy.to_dict()
+    network = evaluation.network_scores([run])
+    table = evaluation.paired_differences(pd.concat([layers, network]), "network, final", others=["fc1", "fc2"]).set_index("baseline")
+    final = network.set_index("baseline").accuracy["network, final"]
+    assert table.difference.to_dict() == pytest.approx({layer: holdout.accuracy[layer] - final for layer in ("fc1", "fc2")})
+    probes = evaluation.probe_differences(decoding).set_index(["layer", "probe"])
+    scored = decoding[decoding.split == "test_holdout"].set_index(["layer", "probe"]).accuracy
+    assert probes.index.tolist() == [("input", "nearest_mean"), ("fc1", "nearest_mean"), ("fc2", "nearest_mean")]
+    assert probes.loc[("fc1", "nearest_mean"), "difference"] == pytest.approx(scored["fc1", "nearest_mean"] - scored["fc1", "masc"])
+    assert (probes.n_images == (~validation_split(run.dataset.y_test.numpy())).sum()).all() and (probes.n_seeds == 1).all()
+    with pytest.raises(ValueError, match="No rows of probe 'lda'"):
+        evaluation.layer_scores(decoding, probe="lda")
+
+
+def test_label_group_subspaces_count_points_and_directions(memorized_runs):
+    run = memorized_runs[1]
+    table = evaluation.label_group_subspaces(run, layers=["fc1", "fc3"])
+    labels = run.fit_labels("corrupted")
+    assert table.groupby("layer").n_points.sum().tolist() == [len(labels)] * 2
+    assert (table.k <= table.n_points).all() and (table.k >= 1).all() and set(table.width) == {250}
+    fc1 = extract_activations(run.model, run.dataset.x_train, ["fc1"])["fc1"]
+    np.testing.assert_array_equal(table[table.layer == "fc1"].k, MASC().fit(fc1, labels).n_components_)
+    smaller = evaluation.label_group_subspaces(run, layers=["fc1"], variance_threshold=0.5)
+    assert (smaller.k.to_numpy() <= table[table.layer == "fc1"].k.to_numpy()).all() and smaller.k.sum() < table[table.layer == "fc1"].k.sum()
+
+
+def test_threshold_sweep_draws_a_single_direction_apart(memorized_runs):
+    from matplotlib.lines import Line2D
+
+    from memnotebooks import plotting
+
+    scores = evaluation.threshold_scores(memorized_runs, thresholds=(0.5, 0.99))
+    figure = plotting.threshold_sweep(scores)
+    for ax in figure.axes:
+        joined = [line for line in ax.get_lines() if len(line.get_xdata()) > 1 and line.get_linestyle() != "None"]
+        # Lines join the thresholds only; the single direction is a marker at t = 0, alone.
+        assert joined and all(set(np.round(line.get_xdata(), 6)) <= {0.5, 0.99} for line in joined)
+        markers = [line for line in ax.get_lines() if list(line.get_xdata()) == [0] and line.get_marker() == "D"]
+        assert len(markers) == 2  # one per degree
+        assert ax.get_xticklabels()[0].get_text().startswith("single")
+
+
+def test_subspace_room_sets_subspace_size_beside_the_labels_masc_copies(memorized_runs):
+    generalized, memorized = memorized_runs
+    room = evaluation.subspace_room(memorized_runs, layers=["fc1", "fc3"])
+    assert room.index.tolist() == [(0.6, "fc1"), (0.6, "fc3")]  # p = 0 has no wrong labels to copy
+    assert room.columns.tolist() == list(evaluation.SUBSPACE_ROOM.values())
+    groups = evaluation.label_group_subspaces(memorized, layers=["fc1"])
+    assert room.loc[(0.6, "fc1"), "subspace dimension k"] == groups.k.mean()
+    assert room.loc[(0.6, "fc1"), "k / min(points, d)"] == pytest.approx((groups.k / np.minimum(groups.n_points, 250)).mean())
+    train = extract_activations(memorized.model, memorized.dataset.x_train, ["fc1"])["fc1"]
+    labels, wrong = memorized.fit_labels("corrupted"), memorized.corrupted
+    copied = (MASC().fit(train, labels).predict(train[torch.from_numpy(wrong)]) == labels[wrong]).mean()
+    assert room.loc[(0.6, "fc1"), "wrong labels reproduced"] == pytest.approx(copied)
+    with pytest.raises(ValueError, match="needs a degree p > 0"):
+        evaluation.subspace_room([generalized])
+
+
+def test_hits_matrix_stacks_the_seeds_in_order():
+    rows = pd.DataFrame({"baseline": ["a", "a", "b"], "corruption_degree": [0.4] * 3, "seed": [1, 0, 0],
+                         "hits": [pack_hits(np.array([1, 1, 0], bool)), pack_hits(np.array([0, 0, 1], bool)), pack_hits(np.ones(3, bool))]})
+    np.testing.assert_array_equal(evaluation.hits_matrix(rows, "a", 0.4), [[0, 0, 1], [1, 1, 0]])
+    with pytest.raises(ValueError, match=r"No rows with baseline = 'a' at corruption_degree = 0.8"):
+        evaluation.hits_matrix(rows, "a", 0.8)

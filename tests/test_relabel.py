@@ -8,9 +8,11 @@ import torch
 from memnotebooks import relabel, runs
 from memnotebooks.activations import extract_activations
 from memnotebooks.data import validation_split
+from memnotebooks.evaluation import paired_differences
 from memnotebooks.masc import MASC
 from memnotebooks.probes import out_of_fold_predictions
 from memnotebooks.training import predict
+from memnotebooks.uncertainty import unpack_hits
 
 SMALL = {"max_epochs": 6}  # fine-tuning epochs: enough to stop early or not, fast
 
@@ -160,10 +162,65 @@ def test_bad_input(memorized, clean):
             relabel.relabel_table(memorized, ["true_labels"], validation_fraction=fraction)
     with pytest.raises(ValueError, match="Unknown layer.*'fc9'.*choose from: input, fc1"):
         relabel.relabel_table(memorized, ["masc_crossfit"], layer="fc9")
-    with pytest.raises(ValueError, match="choose one with class probabilities: logistic"):
+    with pytest.raises(ValueError, match=r"choose one with class probabilities: logistic, .*qda, or best"):
         relabel.relabel_table(memorized, ["cleanlab"], cleanlab_probe="nearest_mean_typo")
     with pytest.raises(ValueError, match=r"trained on its true labels .*\['masc_corrupted', 'cleanlab'\]"):
         relabel.relabel_table(clean, ["masc_corrupted", "masc_true", "cleanlab"])
     # On a clean run, the true-label methods are still well defined.
     row = relabel.relabel_table(clean, ["masc_true"], layer="fc1", **SMALL).iloc[0]
     assert row.layer == "fc1" and np.isnan(row.wrong_fixed)
+
+
+def test_fine_tuning_uses_every_training_setting_of_the_run(tmp_path, monkeypatch):
+    """Issue 21: fine-tuning rebuilt train's keywords by hand and dropped the run's weight decay."""
+    calls = {}
+    real_train = runs.train
+
+    def recording(name, real):
+        def wrapped(*args, **kwargs):
+            calls[name] = kwargs
+            return real(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(runs, "train", recording("run", real_train))
+    config = runs.RunConfig(corruption_degree=0.6, subset=200, max_epochs=2, weight_decay=1e-3, optimizer="sgd", momentum=0.5, batch_size=64)
+    run_ = runs.run(config, artifacts_dir=tmp_path, device="cpu", progress=False)
+    monkeypatch.setattr(relabel, "train", recording("fine-tune", relabel.train))
+    relabel.relabel_table(run_, ["corrupted_labels"], max_epochs=1)
+    not_settings = {"stop", "max_epochs", "checkpoint_epochs", "evaluation_sets", "evaluation_parts", "y_true", "corrupted", "device", "progress", "keep_best"}
+    settings = {name: value for name, value in calls["run"].items() if name not in not_settings}
+    assert settings["weight_decay"] == 1e-3 and {"optimizer", "learning_rate", "momentum", "batch_size", "seed"} <= set(settings)
+    assert {name: calls["fine-tune"][name] for name in settings} == settings
+    # The fixed fine-tuning is cached under its own key, apart from any made before the fix.
+    assert relabel._recipe(run_, relabel.RelabelSettings(max_epochs=1), "corrupted_labels")["weight_decay"] == 1e-3
+
+
+def test_rows_carry_per_image_hits_for_paired_comparisons(memorized):
+    methods = ["corrupted_labels", "true_labels"]
+    table = relabel.relabel_table(memorized, methods, **SMALL)
+    holdout = ~validation_split(memorized.dataset.y_test.numpy())
+    for row in table.itertuples():
+        before, after = unpack_hits(row.hits_before), unpack_hits(row.hits_after)
+        assert len(before) == len(after) == holdout.sum()
+        assert before.mean() == pytest.approx(row.accuracy_before) and after.mean() == pytest.approx(row.accuracy_after)
+    tidy = relabel.scores(pd.concat([table, table.assign(seed=1)], ignore_index=True))
+    assert tidy.baseline.tolist()[:2] == [relabel.BEFORE] * 2 and "true labels" in set(tidy.baseline)
+    differences = paired_differences(tidy, relabel.BEFORE).set_index("baseline")
+    assert differences.loc["true labels", "sign"] == 1 and differences.loc["true labels", "n_seeds"] == 2
+    assert list(relabel.accuracy_table(table).index) == [relabel.BEFORE, "corrupted labels", "true labels"]
+
+
+def test_retraining_from_scratch_and_the_best_probe_for_cleanlab(memorized):
+    fine_tuned = relabel.relabel_table(memorized, ["true_labels"], **SMALL).iloc[0]
+    scratch = relabel.relabel_table(memorized, ["true_labels", "early_stopped"], start="scratch", **SMALL)
+    assert scratch.start.tolist() == ["scratch", "scratch"] and fine_tuned.start == "memorized"
+    history = pd.read_csv(relabel._folder(memorized, "true_labels", {**SMALL, "start": "scratch"}) / "history.csv")
+    assert history.train_accuracy.iloc[0] < 0.5  # the initial weights, not the memorized network
+    # early_stopped is the same network whichever start is asked for.
+    pd.testing.assert_series_equal(scratch.iloc[1], relabel.relabel_table(memorized, ["early_stopped"], **SMALL).iloc[0], check_names=False)
+    assert relabel.method_name("true_labels", "scratch") == "true labels, from scratch"
+    row = relabel.relabel_table(memorized, ["cleanlab"], cleanlab_probe="best", **SMALL).iloc[0]
+    assert row.probe in relabel._PROBABILISTIC and 0 < row.n_trained < len(memorized.train_labels)
+    with pytest.raises(ValueError, match="Unknown start 'middle'"):
+        relabel.relabel_table(memorized, ["true_labels"], start="middle")

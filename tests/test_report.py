@@ -131,3 +131,112 @@ def test_several_reports_read_together(cache, tmp_path):
         report.load_reports({"second": tmp_path / "first"})
     with pytest.raises(ValueError, match="reports is empty"):
         report.load_reports({})
+
+
+def _comparison_rows(rows):
+    """A comparison table (report.comparison's columns) from (p, measure, selection, mean, std, seeds, paper)."""
+    table = pd.DataFrame(rows, columns=["corruption_degree", "measure", "selection", "mean", "std", "seeds", "paper"])
+    return table.assign(model="cnn", dataset="fashion_mnist", difference=table["mean"] - table.paper)
+
+
+def test_agreement_with_the_paper_is_judged_on_the_numbers_shown_and_the_seeds_spread():
+    table = _comparison_rows(
+        [
+            (0.2, "model_test", "final", 0.8049, np.nan, 1, 0.7750),  # 80.5 − 77.5 = 3.0 shown: within, not beyond
+            (0.4, "model_test", "final", 0.6500, np.nan, 1, 0.6100),  # +4.0: above
+            (0.6, "model_test", "final", 0.4000, np.nan, 1, 0.4500),  # −5.0: below
+            (0.8, "model_test", "final", 0.3000, 0.05, 3, 0.2500),  # +5.0, but 3 seeds spread by 5 points: within
+            (0.2, "masc_corrupted", "test-selected", 0.84, np.nan, 1, 0.83),
+            (0.2, "masc_corrupted", "validated", 0.90, np.nan, 1, 0.83),
+        ]
+    )
+    rows = report.paper_agreement(table, "test-selected", tolerance=3.0)
+    network = rows[rows.measure == "model_test"].set_index("corruption_degree")
+    assert network.points.tolist() == [3.0, 4.0, -5.0, 5.0] and network.sign.tolist() == [0, 1, -1, 0]
+    assert network.margin[0.8] == pytest.approx(1.96 * 5.0 * np.sqrt(1 / 3 + 1 / report.PAPER_SEEDS)) and network.margin[0.2] == 3.0
+    assert report.agreement_words(network.reset_index(), 3.0) == (
+        "within 3 points (or the seeds' spread, where wider) of the paper's at 2 of 4 degrees (+3.0 to +5.0 points); "
+        "4.0 points above it at $p = 0.4$ and 5.0 points below it at $p = 0.6$"
+    )
+    assert report.agreement_counts(table, "test-selected", 3.0) == (3, 5) and report.agreement_counts(table, "validated", 3.0) == (2, 5)
+    # A wider tolerance takes them all in; the list names each measure once.
+    assert report.agreement_counts(table, "test-selected", 6.0) == (5, 5)
+    listing = report.agreement_list(table, "test-selected", 3.0).splitlines()
+    assert listing[0].startswith("- **The network itself** is within 3 points") and listing[1].startswith("- **MASC with corrupted-label subspaces** is within 3 points")
+    assert report.tolerance_crossings(table, 3.0).endswith(
+        "it moves one across: MASC with corrupted-label subspaces at $p = 0.2$, 90.0 against the paper's 83.0\u00a0% (+7.0 points)."
+    )
+    assert report.largest_miss(table).corruption_degree == 0.2 and report.largest_miss(table, "validated").points == 7.0
+    with pytest.raises(ValueError, match="selection must be one of"):
+        report.paper_agreement(table, "final")
+
+
+def test_masc_over_the_network_pairs_seeds_and_widens_the_margin_by_their_spread():
+    def runs_rows(p, network, masc):
+        return [
+            {"model": "cnn", "dataset": "fashion_mnist", "corruption_degree": p, "seed": s, "measure": m, "selection": sel, "layer": "fc1", "accuracy": a}
+            for s, (n, k) in enumerate(zip(network, masc))
+            for m, sel, a in (("model_test", "final", n), ("masc_corrupted", "test-selected", k))
+        ]
+
+    # p = 0.2: +10 and +20 points (mean 15, SE 5, margin 9.8): above. p = 0.8: +2 and +4: within 3 points.
+    runs_table = pd.DataFrame(runs_rows(0.2, [0.70, 0.60], [0.80, 0.80]) + runs_rows(0.8, [0.20, 0.20], [0.22, 0.24]))
+    over = report.masc_over_network(runs_table).set_index("corruption_degree")
+    assert over.points.tolist() == pytest.approx([15.0, 3.0]) and over.sign.tolist() == [1, 0]
+    assert over.margin[0.2] == pytest.approx(1.96 * np.std([10, 20], ddof=1) / np.sqrt(2)) and over.margin[0.8] == 3.0
+    assert report.margin_words(over.reset_index(), "the network") == (
+        "more than 3 points (or the seeds' spread, where wider) above the network at 1 of 2 degrees (+15.0 points at $p = 0.2$); "
+        "within 3 points of the network at 1 of 2 degrees (+3.0 points at $p = 0.8$)"
+    )
+    with pytest.raises(ValueError, match="No 'masc_true' rows"):
+        report.masc_over_network(runs_table, measure="masc_true")
+
+
+def test_the_two_selections_are_compared_layer_by_layer():
+    keys = {"model": "cnn", "dataset": "fashion_mnist", "seed": 0}
+    layers = {(0.2, "masc_corrupted"): ("fc3", "fc3"), (0.8, "masc_corrupted"): ("flatten", "flatten"), (0.2, "masc_true"): ("fc3", "fc2"), (0.8, "masc_true"): ("fc1", "fc1")}
+    runs_table = pd.DataFrame(
+        [{**keys, "corruption_degree": p, "measure": m, "selection": sel, "layer": layer, "accuracy": 0.8} for (p, m), pair in layers.items() for sel, layer in zip(("test-selected", "validated"), pair)]
+    )
+    means = _comparison_rows([(p, m, sel, 0.80 + 0.002 * (sel == "validated"), np.nan, 1, 0.8) for (p, m) in layers for sel in ("test-selected", "validated")])
+    same = report.selection_agreement(runs_table, means)
+    assert same.same.tolist() == [True, False, True, True]  # by degree, then measure
+    assert same["shift"].tolist() == pytest.approx([0.2] * 4)
+    words = report.selection_words(same)
+    assert words.startswith("The two ways chose the same layer in 3 of 4 cases: with corrupted-label subspaces at both degrees and with true-label subspaces at 1 of 2 degrees.")
+    assert "there the comparison measures that scoring, not the choice of layer" in words
+    assert "both ways read `fc3` at $p = 0.2$ and `flatten` at $p = 0.8$" in words
+    assert "the choices differ at $p = 0.2$: the test set chose `fc3` at $p = 0.2$, the validation part `fc2` at $p = 0.2$" in words
+    assert words.endswith("within 0.2 points of the test-selected one, and 4 of the 4 are higher: the holdout part alone can score a layer higher than the whole test set does.")
+
+
+def test_devices_and_provenance_in_words():
+    assert report.device_label("CPU: AMD EPYC, 1 thread(s)") == "CPU: AMD EPYC, 1 thread"
+    assert report.device_label("CPU: AMD EPYC, 4 thread(s)") == "CPU: AMD EPYC, 4 threads"
+    assert report.device_label("cpu") == "CPU, model and threads not recorded" and report.device_label("NVIDIA H200") == "NVIDIA H200"
+    run = {"model": "cnn", "dataset": "fashion_mnist", "seed": 0, "torch": "2", "reached_target": True}
+    record = {
+        "runs": [
+            {**run, "corruption_degree": 0.2, "device": "CPU: AMD EPYC, 1 thread(s)", "epochs": 172, "seconds": 1590.0},
+            {**run, "corruption_degree": 0.8, "device": "cpu", "epochs": 184, "seconds": 1890.0, "reached_target": False},
+        ],
+        "total_seconds": 3480.0,
+        "invocations": [{"wall_seconds": 1890.0}],
+        "note": "why",
+        "sweep": {"parameters": {"subset": 10000}},
+    }
+    assert report.provenance_table(record).device.tolist() == ["CPU: AMD EPYC, 1 thread", "CPU, model and threads not recorded"]
+    assert report.provenance_overview({"s": record}).loc["devices", "s"] == "CPU, model and threads not recorded; CPU: AMD EPYC, 1 thread"
+    assert report.provenance_summary(record) == (
+        "1 of 2 runs reached the training target, in 172 to 184 epochs and 26.5 to 31.5 minutes each, on CPU: AMD EPYC, 1 thread (1 run) "
+        "and CPU, model and threads not recorded (1 run): 0.97 hours of training, 0.53 hours of wall time for the sweep. "
+        "Of them, 1 records the device only as `cpu`, without the CPU's model and thread count; the note printed above says why."
+    )
+    table = _comparison_rows([(0.2, "model_test", "final", 0.75, np.nan, 1, 0.78), (0.8, "model_test", "final", 0.26, np.nan, 1, 0.26)])
+    assert report.describe_sweep("s", record, table) == (
+        "`s`: `cnn` on `fashion_mnist`, trained on a stratified 10,000-image subset of the training set, at $p$ = $0.2$ and $0.8$, with one seed (0) where the paper averages 3."
+    )
+    # The network's fall with p beside the fall of the share of right labels, 1 − p (C − 1) / C.
+    assert report.correct_label_share(0.2, "fashion_mnist") == pytest.approx(0.82) and report.correct_label_share(0.5, "cifar100") == pytest.approx(0.505)
+    fall = report.network_follows_degree(table).iloc[0]
+    assert fall["labels"] == pytest.approx(54.0) and fall.ours == pytest.approx(49.0) and fall.paper == pytest.approx(52.0)

@@ -226,3 +226,28 @@ def test_regularized_runs_are_other_runs(tmp_path):
     assert len({plain.path, dropped.path, decayed.path}) == 3
     assert any(isinstance(m, torch.nn.Dropout) for m in dropped.model.modules())
     assert not plain.history.drop(columns="seconds").equals(decayed.history.drop(columns="seconds"))
+
+
+def test_padded_history_carries_each_run_to_the_longest_runs_last_epoch():
+    import pandas as pd
+
+    rows = [{"corruption_degree": d, "seed": s, "epoch": e, "test_accuracy": 0.1 * e + s} for d, lengths in ((0.0, (2, 4)), (0.4, (3, 3))) for s, n in enumerate(lengths) for e in range(n + 1)]
+    padded = runs.padded_history(pd.DataFrame(rows))
+    counts = padded.groupby(["corruption_degree", "seed"]).epoch.agg(["count", "max"])
+    assert counts["max"].tolist() == [4, 4, 3, 3] and counts["count"].tolist() == [5, 5, 4, 4]
+    short = padded[(padded.corruption_degree == 0.0) & (padded.seed == 0)].set_index("epoch")
+    assert short.padded.tolist() == [False, False, False, True, True]
+    assert short.loc[[3, 4], "test_accuracy"].eq(short.loc[2, "test_accuracy"]).all()
+    assert not padded[padded.corruption_degree == 0.4].padded.any()
+    with pytest.raises(ValueError, match=r"needs the column\(s\) \['seed'\]"):
+        runs.padded_history(pd.DataFrame(rows).drop(columns="seed"))
+
+
+def test_summary_at_the_early_stopped_epoch(tmp_path):
+    grid = runs.run_grid(FAST, degrees=(0.4,), artifacts_dir=tmp_path, device="cpu", progress=False)
+    stopped = runs.summary_table(grid, at="early-stopped")
+    history = grid[0].history
+    best = history.loc[history.test_validation_accuracy.idxmax()]
+    assert stopped.epochs.item() == best.epoch and stopped.test_accuracy.item() == pytest.approx(best.test_accuracy)
+    with pytest.raises(ValueError, match="Unknown at='peak'"):
+        runs.summary_table(grid, at="peak")

@@ -160,3 +160,22 @@ def test_auto_device_and_unknown_device():
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ValueError, match="Unknown device 'gpu'"):
         resolve_device("gpu")
+
+
+def test_test_predictions_are_kept_for_every_epoch():
+    labels = corrupted(0.4)
+    _, result = fit(labels, max_epochs=3, stop=lambda rows: False)
+    predictions = result.test_predictions
+    assert predictions.shape == (4, len(DIGITS.y_test)) and predictions.dtype == torch.int16
+    accuracies = (predictions == DIGITS.y_test).double().mean(dim=1).numpy()
+    np.testing.assert_allclose(accuracies, result.history.test_accuracy)
+
+
+def test_no_progress_bar_is_drawn_in_a_batch_execution(capsys):
+    from memnotebooks.progress import without_progress_bars
+
+    with without_progress_bars():
+        fit(corrupted(0.4), max_epochs=2, progress=True)
+    assert "epochs" not in capsys.readouterr().err
+    fit(corrupted(0.4), max_epochs=2, progress=True)
+    assert "epochs" in capsys.readouterr().err
