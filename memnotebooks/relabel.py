@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import warnings
 from dataclasses import dataclass
 from numbers import Real
 from pathlib import Path
@@ -403,7 +404,9 @@ def _new_labels(context: _Context, method: str) -> tuple[np.ndarray, np.ndarray,
     params = settings.probe_params(probe)
     how = {"probe": probe, "layer": layer, "probe_validation_accuracy": validation_accuracy}
     if decoder.drop:
-        from cleanlab.filter import find_label_issues  # imported here: only this method needs it
+        with warnings.catch_warnings():  # cleanlab imports tqdm.auto, which warns in a kernel without ipywidgets
+            warnings.filterwarnings("ignore", message="IProgress not found")
+            from cleanlab.filter import find_label_issues  # imported here: only this method needs it
 
         probabilities = out_of_fold_predictions(probe, train_activations, fit_labels, settings.folds, run_.config.seed, probabilities=True, **params)
         issues = find_label_issues(fit_labels, probabilities, n_jobs=1)

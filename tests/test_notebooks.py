@@ -79,11 +79,11 @@ def test_every_chapter_runs_with_papermill_and_the_book_builds(built_book):
         assert not errors
     # Later chapters reuse chapter 02's runs: the cache holds one trained run per distinct
     # configuration (the chapters' default degrees 0, 0.4 and 0.8, each seed, and chapter 08's
-    # random labels at degree 1), beside chapter 05's untrained networks (0 epochs); chapter 09
-    # reuses chapter 08's runs with checkpoints.
+    # random labels at degree 1, each seed), beside chapter 05's untrained networks (0 epochs);
+    # chapter 09 reuses chapter 08's runs with checkpoints.
     configs = [json.loads(p.read_text()) for p in (tmp_path / "artifacts").glob("*/config.json")]
     plain = [c for c in configs if c["max_epochs"] == 300 and c["corruption_mode"] == "uniform" and not (c["checkpoint_epochs"] or c["dropout"] or c["weight_decay"])]
-    assert sorted((c["corruption_degree"], c["seed"]) for c in plain if c["width"] == 1) == sorted([(p, s) for p in (0, 0.4, 0.8) for s in (0, 1, 2)] + [(1.0, 0)])
+    assert sorted((c["corruption_degree"], c["seed"]) for c in plain if c["width"] == 1) == sorted([(p, s) for p in (0, 0.4, 0.8, 1.0) for s in (0, 1, 2)])
     assert sum(c["max_epochs"] == 0 for c in configs) == 9
     checkpointed = sorted((c["corruption_degree"], c["width"]) for c in configs if c["checkpoint_epochs"])
     assert checkpointed == [(0.4, 1.0), (0.8, 0.125), (0.8, 0.5), (0.8, 1.0)]
