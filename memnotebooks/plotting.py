@@ -12,6 +12,8 @@ import matplotlib.ticker
 import pandas as pd
 import seaborn as sns
 
+from .probes import PROBE_NAMES
+
 __all__ = [
     "ACCURACY_LABELS",
     "GRADIENT_MEASURES",
@@ -50,15 +52,7 @@ ACCURACY_LABELS = {
 }
 """Legend names of the history's accuracy columns."""
 
-PROBE_NAMES = {
-    "masc": "MASC",
-    "nearest_mean": "nearest class mean",
-    "knn": "5 nearest neighbours",
-    "logistic": "logistic regression",
-    "lda": "LDA (shrinkage)",
-    "qda": "QDA (regularized)",
-}
-"""Legend names of the probes."""
+
 
 SPREAD = "sd"
 """Error bars and bands over seeds: one standard deviation (deterministic, unlike a bootstrap)."""

@@ -40,6 +40,7 @@ from .uncertainty import pack_hits
 
 __all__ = [
     "PROBES",
+    "PROBE_NAMES",
     "fit_probe",
     "is_well_posed",
     "make_probe",
@@ -58,6 +59,16 @@ PROBES = {
     "qda": lambda: QuadraticDiscriminantAnalysis(reg_param=0.5),
 }
 """Probe names and the estimators they build."""
+
+PROBE_NAMES = {
+    "masc": "MASC",
+    "nearest_mean": "nearest class mean",
+    "knn": "5 nearest neighbours",
+    "logistic": "logistic regression",
+    "lda": "LDA (shrinkage)",
+    "qda": "QDA (regularized)",
+}
+"""Each probe's name in words, for tables, legends and prose."""
 
 _EXECUTION_PARAMS = ("device", "batch_size", "n_jobs", "verbose", "copy", "memory")
 """Estimator parameters that say how, not what, a probe computes: not part of its recipe."""

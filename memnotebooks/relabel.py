@@ -78,11 +78,11 @@ from .activations import check_layers, extract_activations
 from .data import VALIDATION_FRACTION, VALIDATION_SEED, validation_split
 from .evaluation import evaluate_layer, mean_std_table
 from .masc import check_variance_threshold
-from .probes import PROBES, fit_probe, out_of_fold_predictions, probe_predictions, probe_recipe
+from .probes import PROBE_NAMES, PROBES, fit_probe, out_of_fold_predictions, probe_predictions, probe_recipe
 from .runs import Run, build_run_model, config_columns
+from .prose import signed
 from .store import cached_table, table_folder
 from .training import EarlyStopping, StopAtTarget, predict, train
-from .prose import signed
 from .uncertainty import Difference, pack_hits, paired_bootstrap, unpack_hits
 
 __all__ = [
@@ -138,7 +138,6 @@ DEFAULT_METHODS = (
 )
 """What :func:`relabel_table` runs when ``methods`` is not given."""
 
-_PROBE_WORDS = {"masc": "MASC", "logistic": "logistic regression", "knn": "5 nearest neighbours", "nearest_mean": "nearest class mean", "lda": "LDA", "qda": "QDA"}
 
 METHOD_NAMES = {
     "early_stopped": "network stopped early",
@@ -150,8 +149,8 @@ METHOD_NAMES = {
     "best_probe_crossfit": "best other probe, out of fold",
     "cleanlab": "cleanlab (flagged points dropped)",
     "true_labels": "true labels",
-    **{name: f"{_PROBE_WORDS.get(name, name)}, in-sample" for name in _OTHER_PROBES},
-    **{f"{name}_crossfit": f"{_PROBE_WORDS.get(name, name)}, out of fold" for name in _OTHER_PROBES},
+    **{name: f"{PROBE_NAMES.get(name, name)}, in-sample" for name in _OTHER_PROBES},
+    **{f"{name}_crossfit": f"{PROBE_NAMES.get(name, name)}, out of fold" for name in _OTHER_PROBES},
 }
 """Each method in words, for tables, legends and sentences (:func:`method_name`)."""
 
@@ -642,7 +641,7 @@ def decoders_table(table: pd.DataFrame) -> pd.DataFrame:
     order; rows name the methods in words."""
     decoded = _labelled(table[table.layer != ""]).sort_values("seed", kind="stable")
     named = decoded.method.isin(["best_probe_crossfit", "cleanlab"])
-    choices = decoded.assign(choice=decoded.layer.where(~named, decoded.probe.map(lambda p: _PROBE_WORDS.get(p, p)) + " on " + decoded.layer))
+    choices = decoded.assign(choice=decoded.layer.where(~named, decoded.probe.map(lambda p: PROBE_NAMES.get(p, p)) + " on " + decoded.layer))
     wide = choices.groupby(["method", "corruption_degree"], sort=False)["choice"].agg(", ".join).unstack("corruption_degree")
     wide.columns = [f"p = {degree:g}" for degree in wide.columns]
     return wide.rename(index=METHOD_NAMES).rename_axis(index=None)
