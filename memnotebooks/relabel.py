@@ -76,11 +76,10 @@ import torch
 
 from .activations import check_layers, extract_activations
 from .data import VALIDATION_FRACTION, VALIDATION_SEED, validation_split
-from .evaluation import evaluate_layer, mean_std_table
+from .evaluation import difference_table, evaluate_layer, mean_std_table, paired_differences
 from .masc import check_variance_threshold
 from .probes import PROBE_NAMES, PROBES, fit_probe, out_of_fold_predictions, probe_predictions, probe_recipe
 from .runs import Run, build_run_model, config_columns
-from .prose import signed
 from .store import cached_table, table_folder
 from .training import EarlyStopping, StopAtTarget, predict, train
 from .uncertainty import Difference, pack_hits, paired_bootstrap, unpack_hits
@@ -593,16 +592,11 @@ def difference(scores_: pd.DataFrame, a: str, b: str, degree: float) -> Differen
 
 
 def comparison_table(scores_: pd.DataFrame, reference: str, others=None) -> pd.DataFrame:
-    """Each row's accuracy minus ``reference``'s, per degree, as text: the difference and its 95 %
-    paired interval, ``"+0.012 (−0.004 to +0.020)"`` (:func:`difference`); a row per name of
-    ``others`` (default every other row of :func:`scores`), a column per degree."""
-    others = [name for name in (others or scores_.baseline.unique()) if name != reference]
-    degrees = sorted(scores_.corruption_degree.unique())
-    cells = {}
-    for degree in degrees:
-        ds = [difference(scores_, name, reference, degree) for name in others]
-        cells[f"p = {degree:g}"] = [f"{signed(d.estimate)} ({signed(d.low)} to {signed(d.high)})" for d in ds]
-    return pd.DataFrame(cells, index=others)
+    """Each row's accuracy minus ``reference``'s, per degree, with its 95 % paired interval, as
+    text (:func:`memnotebooks.evaluation.paired_differences` shown by
+    :func:`memnotebooks.evaluation.difference_table`); a row per name of ``others`` (default every
+    other row of :func:`scores`), a column per degree."""
+    return difference_table(paired_differences(scores_, reference, others))
 
 
 LABEL_COLUMNS = {
