@@ -30,7 +30,8 @@ from torchvision import datasets, transforms
 from memnotebooks.data import default_root, load_dataset
 from memnotebooks.models import build_model
 from memnotebooks.devices import resolve_device
-from memnotebooks.training import StopAtTarget, paper_settings, train
+from memnotebooks.paper import paper_settings
+from memnotebooks.training import StopAtTarget, train
 
 TORCHVISION_CLASSES = {"fashion_mnist": datasets.FashionMNIST, "mnist": datasets.MNIST}
 

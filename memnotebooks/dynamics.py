@@ -36,7 +36,8 @@ from .models import rewind, weight_layers
 from .prose import mean_std
 from .relabel import relabel_table
 from .runs import Run, RunConfig, config_columns, early_stopped, history_table, summary_table, test_parts
-from .training import per_example_gradient_norms, predict, summed_gradient
+from .gradients import per_example_gradient_norms, summed_gradient
+from .training import predict
 from .uncertainty import pack_hits
 
 __all__ = [
@@ -269,7 +270,7 @@ def gradient_table(run_: Run, epochs=None, max_examples: int | None = 200, seed:
     seed : int
     batch_size : int, optional
         Examples per vectorized gradient computation (default: as memory allows, see
-        :func:`memnotebooks.training.per_example_gradient_norms`).
+        :func:`memnotebooks.gradients.per_example_gradient_norms`).
 
     Returns
     -------

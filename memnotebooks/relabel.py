@@ -51,7 +51,7 @@ same stopping rule and the run's epoch cap): confident learning's own recipe ret
 scratch, and a network that never memorized the dropped points has nothing of them to forget.
 
 Fine-tuning and retraining use every training setting of the run's :class:`RunConfig`
-(:func:`_training_settings`: optimizer, learning rate, momentum, weight decay, batch size, seed;
+(:meth:`~memnotebooks.runs.RunConfig.training_settings`: optimizer, learning rate, momentum, weight decay, batch size, seed;
 dropout and width are in the model). :func:`relabel_table` adds each row's per-image hits on the
 holdout part, before and after (:func:`memnotebooks.uncertainty.pack_hits`), read from the cached
 weights, so that two methods can be compared on the same images (:func:`scores`). Every
@@ -81,7 +81,7 @@ from .masc import check_variance_threshold
 from .probes import PROBE_NAMES, PROBES, fit_probe, out_of_fold_predictions, probe_predictions, probe_recipe
 from .runs import Run, build_run_model, config_columns
 from .store import cached_table, table_folder
-from .training import EarlyStopping, StopAtTarget, predict, train
+from .training import EarlyStopping, predict, train
 from .uncertainty import Difference, pack_hits, paired_bootstrap, unpack_hits
 
 __all__ = [
@@ -414,14 +414,6 @@ def _new_labels(context: _Context, method: str) -> tuple[np.ndarray, np.ndarray,
     return probe_predictions(fit_probe(probe, train_activations, fit_labels, **params), train_activations), kept, how
 
 
-def _training_settings(config) -> dict:
-    """The keyword arguments of :func:`memnotebooks.training.train` that the run's configuration
-    sets, as :func:`memnotebooks.runs.run` passes them (issue 21: fine-tuning once dropped
-    ``weight_decay``); the model's own settings (dropout, width) travel with the model."""
-    names = ("optimizer", "learning_rate", "momentum", "weight_decay", "batch_size", "seed")
-    return {name: getattr(config, name) for name in names}
-
-
 def _train(context: _Context, method: str, labels: np.ndarray, kept: np.ndarray, progress: bool):
     """Fine-tune a copy of the memorized model (or, for ``early_stopped`` and ``start="scratch"``,
     train the run's initial model) on ``labels[kept]``, early-stopped on the validation part."""
@@ -429,10 +421,10 @@ def _train(context: _Context, method: str, labels: np.ndarray, kept: np.ndarray,
     config, dataset = run_.config, run_.dataset
     validation = torch.from_numpy(context.validation)
     early = EarlyStopping("test_validation_accuracy", patience=settings.patience)
+    as_run = config.training_settings()  # the run's own optimizer, weight decay, batch size, seed
     if method == "early_stopped" or settings.start == "scratch":
-        model = build_run_model(config, dataset)
-        target = StopAtTarget(config.target_accuracy)
-        stop, max_epochs = (lambda history: early(history) or target(history)), config.max_epochs
+        model, target = build_run_model(config, dataset), as_run["stop"]
+        stop, max_epochs = (lambda history: early(history) or target(history)), as_run["max_epochs"]
     else:
         model, stop, max_epochs = copy.deepcopy(run_.model), early, settings.max_epochs
     rows = torch.from_numpy(kept)
@@ -444,11 +436,9 @@ def _train(context: _Context, method: str, labels: np.ndarray, kept: np.ndarray,
         corrupted=torch.from_numpy(run_.corrupted)[rows],
         evaluation_sets={"test": (dataset.x_test, dataset.y_test)},
         evaluation_parts={"test_validation": ("test", validation), "test_holdout": ("test", ~validation)},
-        stop=stop,
         keep_best="test_validation_accuracy",
-        max_epochs=max_epochs,
         device=context.device,
-        **_training_settings(config),
+        **{**as_run, "stop": stop, "max_epochs": max_epochs, "checkpoint_epochs": ()},
         progress=progress,
     )
 

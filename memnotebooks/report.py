@@ -6,10 +6,7 @@ what a sweep's runs measured against it.
 and measure: mean ± std over seeds, the paper's number and the difference), ``runs.csv`` (per
 run) and ``provenance.json`` (device, torch version, commit, command, wall time per run).
 
-The paper's table ships with the package (``memnotebooks/reference/paper_table.csv``, read with
-:mod:`importlib.resources`): per model, dataset and corruption degree, the network's test
-accuracy and MASC's at the best layer (chosen on the test set) with corrupted and with true
-subspaces, each the mean of 3 runs.
+The paper's table itself is :func:`memnotebooks.paper.paper_table`.
 """
 
 from __future__ import annotations
@@ -22,23 +19,20 @@ import shlex
 import shutil
 import sys
 import textwrap
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import prose
+from .paper import MEASURES, PAPER_SEEDS, paper_table
 from .evaluation import best_layer_scores, layerwise_evaluation
 from .runs import Run, RunConfig, config_columns, run
 from .store import CACHE_VERSION, StaleArtifactError, atomic_write, git_commit
 
 __all__ = [
-    "MEASURES",
     "MEASURE_WORDS",
     "N_CLASSES",
-    "PAPER_NAMES",
-    "PAPER_SEEDS",
     "REPORT_VERSION",
     "TOLERANCE",
     "agreement_counts",
@@ -63,7 +57,6 @@ __all__ = [
     "load_reports",
     "load_runs",
     "main",
-    "paper_table",
     "provenance",
     "provenance_commands",
     "provenance_overview",
@@ -72,38 +65,6 @@ __all__ = [
     "trained_runs",
     "write_report",
 ]
-
-PAPER_NAMES = {
-    "model": {"mlp": "MLP", "cnn": "CNN", "alexnet": "AlexNet", "resnet18": "ResNet18"},
-    "dataset": {
-        "mnist": "MNIST",
-        "fashion_mnist": "FashionMNIST",
-        "cifar10": "CIFAR10",
-        "cifar100": "CIFAR100",
-        "tiny_imagenet": "TinyImageNet",
-    },
-}
-"""This package's model and dataset names, and the paper's."""
-
-
-def paper_table() -> pd.DataFrame:
-    """The paper's table with this package's model and dataset names.
-
-    Returns
-    -------
-    DataFrame
-        Columns ``model``, ``dataset``, ``corruption_degree``, ``model_test``,
-        ``masc_corrupted``, ``masc_true`` (accuracies in [0, 1]).
-    """
-    with resources.files("memnotebooks").joinpath("reference/paper_table.csv").open() as file:
-        table = pd.read_csv(file, comment="#")
-    for column, names in PAPER_NAMES.items():
-        table[column] = table[column].map({paper: ours for ours, paper in names.items()})
-    return table
-
-
-MEASURES = {"model_test": "network, final", "masc_corrupted": "MASC, corrupted", "masc_true": "MASC, true"}
-"""The paper's columns and what they measure."""
 
 REPORT_VERSION = 1
 """Version of a report folder's layout (its files and their columns), recorded in its
@@ -392,9 +353,6 @@ def provenance_table(record: dict) -> pd.DataFrame:
     shown = _without_constant(runs_[columns], ["model", "dataset"]).rename(columns={"corruption_degree": "p", "reached_target": "reached target"})
     return shown.set_index([key for key in ("model", "dataset") if key in shown] + ["p", "seed"])
 
-
-PAPER_SEEDS = 3
-"""Runs behind each of the paper's numbers (its table gives their mean, without a spread)."""
 
 TOLERANCE = 3.0
 """How far, in percentage points, one of our numbers may lie from the paper's and still count

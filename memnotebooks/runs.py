@@ -42,9 +42,13 @@ from .data import DATASETS, Dataset, default_root, load_dataset, validation_spli
 from .devices import describe_device, resolve_device
 from .models import MODELS, build_model, check_dropout, check_width
 from .store import StaleArtifactError, atomic_write, default_artifacts_dir, normalize, recipe_key
-from .training import StopAtTarget, check_weight_decay, paper_settings, train
+from .paper import paper_settings
+from .training import StopAtTarget, check_weight_decay, train
 
 __all__ = [
+    "DATA_FIELDS",
+    "MODEL_FIELDS",
+    "TRAINING_FIELDS",
     "FIT_LABELS",
     "Run",
     "RunConfig",
@@ -65,6 +69,13 @@ __all__ = [
 FIT_LABELS = ("corrupted", "true")
 """Which training labels a probe or a class subspace is fitted on: the ones the network was
 trained on, or the clean ones."""
+
+TRAINING_FIELDS = ("optimizer", "learning_rate", "momentum", "weight_decay", "batch_size", "max_epochs", "target_accuracy", "checkpoint_epochs", "seed")
+"""The :class:`RunConfig` fields that say how a run trains (:meth:`RunConfig.training_settings`)."""
+DATA_FIELDS = ("dataset", "subset", "test_subset", "corruption_degree", "corruption_mode", "seed")
+"""The fields that choose the images and labels a run trains on (:func:`training_data`)."""
+MODEL_FIELDS = ("model", "dropout", "width", "seed")
+"""The fields that build the run's model and its initial weights (:func:`build_run_model`)."""
 
 _INTEGER_FIELDS = ("seed", "subset", "test_subset", "batch_size", "max_epochs")
 _REAL_FIELDS = ("learning_rate", "momentum", "target_accuracy", "dropout", "weight_decay", "width")
@@ -92,7 +103,7 @@ class RunConfig:
         Stratified subsets of the training and test sets (drawn with seed 0, so every seed and
         degree sees the same images).
     optimizer, learning_rate, momentum, batch_size, target_accuracy
-        ``None`` takes :func:`memnotebooks.training.paper_settings`.
+        ``None`` takes :func:`memnotebooks.paper.paper_settings`.
     max_epochs : int
     checkpoint_epochs : tuple of int
         Epochs whose weights the run keeps (0 is the initial model).
@@ -158,6 +169,16 @@ class RunConfig:
         cache version (:func:`memnotebooks.store.recipe_key`)."""
         defaults = {field.name: field.default for field in dataclasses.fields(self)}
         return recipe_key("run", dataclasses.asdict(self), defaults)
+
+    def training_settings(self) -> dict:
+        """The keyword arguments of :func:`memnotebooks.training.train` that this configuration
+        sets: the one source of how a run trains, used by :func:`run`, the stacked grid and the
+        fine-tuning of :mod:`memnotebooks.relabel`, so that a training field added here reaches
+        every trainer. The other fields choose the data (:func:`training_data`) and the model
+        (:func:`build_run_model`); :data:`TRAINING_FIELDS` and :data:`DATA_FIELDS` and
+        :data:`MODEL_FIELDS` name them all (a test checks that every field is named once)."""
+        settings = {name: getattr(self, name) for name in TRAINING_FIELDS if name != "target_accuracy"}
+        return {**settings, "stop": StopAtTarget(self.target_accuracy)}
 
     def replace(self, **changes) -> RunConfig:
         """A copy with ``changes`` applied (and validated)."""
@@ -304,7 +325,7 @@ def build_run_model(config: RunConfig, dataset: Dataset) -> nn.Module:
     state is left as it was)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        options = {name: getattr(config, name) for name in ("dropout", "width") if getattr(config, name) != getattr(RunConfig, name)}
+        options = {name: getattr(config, name) for name in MODEL_FIELDS if name not in ("model", "seed") and getattr(config, name) != getattr(RunConfig, name)}
         return build_model(config.model, dataset.input_shape, dataset.n_classes, **options)
 
 
@@ -427,15 +448,7 @@ def run(
             corrupted=torch.from_numpy(corrupted_points(dataset.y_train.numpy(), labels.numpy(), mask, config.corruption_mode)),
             evaluation_sets={"test": (dataset.x_test, dataset.y_test)},
             evaluation_parts=test_parts(dataset),
-            stop=StopAtTarget(config.target_accuracy),
-            optimizer=config.optimizer,
-            learning_rate=config.learning_rate,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
-            batch_size=config.batch_size,
-            max_epochs=config.max_epochs,
-            checkpoint_epochs=config.checkpoint_epochs,
-            seed=config.seed,
+            **config.training_settings(),
             device=device,
             progress=progress,
         )

@@ -37,10 +37,7 @@ from .models import evaluation_mode
 from .progress import progress_bar
 
 __all__ = [
-    "GRADIENT_MEMORY",
     "OPTIMIZERS",
-    "PAPER_SETTINGS",
-    "TARGET_ACCURACY",
     "EarlyStopping",
     "StopAtTarget",
     "TrainingResult",
@@ -49,131 +46,11 @@ __all__ = [
     "history_row",
     "make_optimizer",
     "memory_format",
-    "paper_settings",
-    "per_example_gradient_norms",
-    "summed_gradient",
     "predict",
     "train",
 ]
 
 OPTIMIZERS = ("sgd", "adam")
-
-PAPER_SETTINGS = {
-    "mlp": {"optimizer": "sgd", "learning_rate": 1e-3, "momentum": 0.9, "batch_size": 32},
-    "cnn": {"optimizer": "adam", "learning_rate": 2e-4, "momentum": 0.0, "batch_size": 128},
-    "alexnet": {"optimizer": "adam", "learning_rate": 1e-4, "momentum": 0.0, "batch_size": 128},
-    "resnet18": {"optimizer": "sgd", "learning_rate": 1e-3, "momentum": 0.9, "batch_size": 128},
-}
-"""Optimizer, learning rate, momentum and batch size of the paper, per model (DESIGN §2).
-
-The CNN uses batch 32 on CIFAR-10; the paper gives no batch size for AlexNet and ResNet-18, so
-they use 128. On the embedded ``digits`` set (1,347 training images) every model uses Adam with
-learning rate 1e-3 and batch 128: the MLP then memorizes degree 0.8 in about 50 epochs, twice as
-fast on a 2-core CPU as with batch 32 and with the same test accuracy (measured while building).
-"""
-
-TARGET_ACCURACY = {
-    "digits": 1.0,
-    "mnist": 0.999,
-    "fashion_mnist": 0.991,
-    "cifar10": 1.0,
-    "cifar100": 0.991,
-    "tiny_imagenet": 0.999,
-}
-"""Training accuracy on the given labels at which training stops, per dataset (the paper's)."""
-
-
-def paper_settings(model: str, dataset: str) -> dict:
-    """The paper's optimizer settings and target accuracy for a model on a dataset."""
-    if model not in PAPER_SETTINGS:
-        raise ValueError(f"Unknown model {model!r}; choose one of: {', '.join(PAPER_SETTINGS)}.")
-    if dataset not in TARGET_ACCURACY:
-        raise ValueError(f"Unknown dataset {dataset!r}; choose one of: {', '.join(TARGET_ACCURACY)}.")
-    settings = dict(PAPER_SETTINGS[model])
-    if dataset == "digits":
-        settings.update(optimizer="adam", learning_rate=1e-3, momentum=0.0, batch_size=128)
-    elif model == "cnn" and dataset == "cifar10":
-        settings["batch_size"] = 32
-    settings["target_accuracy"] = TARGET_ACCURACY[dataset]
-    return settings
-
-
-GRADIENT_MEMORY = 2**29
-"""Bytes the per-example gradients of one batch may take (:func:`per_example_gradient_norms`)."""
-
-
-def per_example_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-    """Norm of each example's own loss gradient with respect to all the model's parameters.
-
-    The model is evaluated as it is in evaluation mode (no dropout, running batch-norm
-    statistics), so each gradient depends on its example alone; ``torch.func`` computes a batch
-    of them at once (``vmap`` over ``grad`` of the cross-entropy of one example).
-
-    Parameters
-    ----------
-    model : nn.Module
-    x : Tensor of shape (n, ...)
-    y : Tensor of shape (n,), int64
-        The labels whose loss is differentiated (the ones trained on, corrupted or not).
-    batch_size : int, optional
-        Examples per ``vmap`` call; default as many as fit :data:`GRADIENT_MEMORY` (each example
-        holds a gradient the size of the model).
-
-    Returns
-    -------
-    Tensor of shape (n,), float32, on the CPU
-    """
-    if len(x) != len(y):
-        raise ValueError(f"x has {len(x)} samples but y has {len(y)}.")
-    if batch_size is None:
-        batch_size = max(1, GRADIENT_MEMORY // (4 * sum(p.numel() for p in model.parameters())))
-    device = next(model.parameters()).device
-    parameters = {name: p.detach() for name, p in model.named_parameters()}
-    buffers = {name: b.detach() for name, b in model.named_buffers()}
-
-    def loss(params, example, label):
-        logits = torch.func.functional_call(model, (params, buffers), (example.unsqueeze(0),))
-        return nn.functional.cross_entropy(logits, label.unsqueeze(0))
-
-    gradients = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0, 0))
-    norms = []
-    with evaluation_mode(model):
-        for i in range(0, len(x), batch_size):
-            batch = gradients(parameters, x[i : i + batch_size].to(device), y[i : i + batch_size].to(device))
-            norms.append(torch.stack([g.flatten(1).square().sum(dim=1) for g in batch.values()]).sum(dim=0).sqrt().cpu())
-    return torch.cat(norms)
-
-
-def summed_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Gradient of the cross-entropy summed over the examples, with respect to all the model's
-    parameters, in evaluation mode (as :func:`per_example_gradient_norms`).
-
-    Parameters
-    ----------
-    model : nn.Module
-    x : Tensor of shape (n, ...)
-    y : Tensor of shape (n,), int64
-    batch_size : int
-        Examples per forward pass (the sum is accumulated over them).
-
-    Returns
-    -------
-    Tensor of shape (n_parameters,), float32, on the CPU
-        All parameters' gradients flattened in ``named_parameters`` order; zeros for ``n = 0``.
-    """
-    if len(x) != len(y):
-        raise ValueError(f"x has {len(x)} samples but y has {len(y)}.")
-    device = next(model.parameters()).device
-    parameters = list(model.parameters())
-    total = [torch.zeros_like(p) for p in parameters]
-    with evaluation_mode(model):
-        for i in range(0, len(x), batch_size):
-            logits = model(x[i : i + batch_size].to(device))
-            loss = nn.functional.cross_entropy(logits, y[i : i + batch_size].to(device), reduction="sum")
-            for sum_, gradient in zip(total, torch.autograd.grad(loss, parameters)):
-                sum_ += gradient
-    return torch.cat([g.flatten() for g in total]).cpu()
-
 
 def memory_format(model: nn.Module) -> torch.memory_format:
     """``torch.channels_last`` for a model with 2-D convolutions, else ``torch.contiguous_format``.

@@ -9,7 +9,7 @@ import torch
 
 from memnotebooks import dynamics, evaluation, runs
 from memnotebooks.models import build_model, rewind, weight_layers
-from memnotebooks.training import per_example_gradient_norms, summed_gradient
+from memnotebooks.gradients import per_example_gradient_norms, summed_gradient
 from memnotebooks.uncertainty import unpack_hits
 
 

@@ -7,7 +7,7 @@ import published_masc as published
 from memnotebooks.geometry import class_geometry, participation_ratio, principal_angle_matrix
 from memnotebooks.masc import MASC
 from memnotebooks.probes import PROBES, fit_probe, is_well_posed, make_probe, probe_accuracies, probe_recipe
-from memnotebooks.report import paper_table
+from memnotebooks.paper import paper_table
 
 
 def test_every_probe_fits_and_scores():

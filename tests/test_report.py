@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memnotebooks import report, runs
+from memnotebooks import paper, report, runs
 from memnotebooks.models import probe_layers
 from memnotebooks.store import StaleArtifactError
 
@@ -41,14 +41,14 @@ def test_comparison_sets_the_paper_beside_the_mean_over_seeds():
         }
     )
     row = report.comparison(gathered).iloc[0]
-    paper = report.paper_table().set_index(["model", "dataset", "corruption_degree"]).loc[("cnn", "fashion_mnist", 0.2), "model_test"]
+    published = paper.paper_table().set_index(["model", "dataset", "corruption_degree"]).loc[("cnn", "fashion_mnist", 0.2), "model_test"]
     assert row["mean"] == pytest.approx(0.82) and row["std"] == pytest.approx(np.std([0.80, 0.84], ddof=1)) and row.seeds == 2
-    assert row.paper == paper and row.difference == pytest.approx(0.82 - paper)
+    assert row.paper == published and row.difference == pytest.approx(0.82 - published)
     digits = report.comparison(gathered.assign(dataset="digits", model="mlp")).iloc[0]
     assert np.isnan(digits.paper)  # the paper has no such row
     # The displayed difference is that of the displayed (rounded) numbers.
     shown = report.side_by_side(report.comparison(gathered.assign(accuracy=[0.80, 0.80]))).iloc[0]
-    assert shown["ours (%)"] == "80.0 ± 0.0" and shown["difference (points)"] == round(80.0 - round(100 * paper, 1), 1)
+    assert shown["ours (%)"] == "80.0 ± 0.0" and shown["difference (points)"] == round(80.0 - round(100 * published, 1), 1)
 
 
 def test_write_and_load_a_report(cache, tmp_path):
@@ -83,10 +83,10 @@ def test_side_by_side_and_provenance_tables(cache, tmp_path):
     for selection in ("test-selected", "validated"):
         shown = report.side_by_side(table, selection)
         # One row per degree and measure: the network's final accuracy and MASC's two.
-        assert len(shown) == 2 * len(report.MEASURES)
+        assert len(shown) == 2 * len(paper.MEASURES)
         row = table[(table.measure == "masc_true") & (table.selection == selection) & (table.corruption_degree == 0.6)].iloc[0]
         # One model and dataset: those levels are left out.
-        ours = shown.loc[(0.6, report.MEASURES["masc_true"]), "ours (%)"]
+        ours = shown.loc[(0.6, paper.MEASURES["masc_true"]), "ours (%)"]
         assert ours == f"{round(100 * row['mean'], 1):.1f} ± {round(100 * row['std'], 1):.1f}"
     with pytest.raises(ValueError, match=r"selection must be one of \['test-selected', 'validated'\], got 'best'"):
         report.side_by_side(table, "best")
@@ -153,7 +153,7 @@ def test_agreement_with_the_paper_is_judged_on_the_numbers_shown_and_the_seeds_s
     rows = report.paper_agreement(table, "test-selected", tolerance=3.0)
     network = rows[rows.measure == "model_test"].set_index("corruption_degree")
     assert network.points.tolist() == [3.0, 4.0, -5.0, 5.0] and network.sign.tolist() == [0, 1, -1, 0]
-    assert network.margin[0.8] == pytest.approx(1.96 * 5.0 * np.sqrt(1 / 3 + 1 / report.PAPER_SEEDS)) and network.margin[0.2] == 3.0
+    assert network.margin[0.8] == pytest.approx(1.96 * 5.0 * np.sqrt(1 / 3 + 1 / paper.PAPER_SEEDS)) and network.margin[0.2] == 3.0
     assert report.agreement_words(network.reset_index(), 3.0) == (
         "within 3 points (or the seeds' spread, where wider) of the paper's at 2 of 4 degrees (+3.0 to +5.0 points); "
         "4.0 points above it at $p = 0.4$ and 5.0 points below it at $p = 0.6$"

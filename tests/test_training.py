@@ -6,7 +6,8 @@ from memnotebooks.corruption import corrupt_labels
 from memnotebooks.data import load_dataset
 from memnotebooks.models import build_model
 from memnotebooks.devices import resolve_device
-from memnotebooks.training import EarlyStopping, StopAtTarget, epoch_orders, history_row, paper_settings, train
+from memnotebooks.paper import paper_settings
+from memnotebooks.training import EarlyStopping, StopAtTarget, epoch_orders, history_row, train
 
 DIGITS = load_dataset("digits")
 
