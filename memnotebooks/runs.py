@@ -24,12 +24,15 @@ trained. GPU and CPU training differ by floating-point rounding only.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
+import hashlib
 import json
 import os
+import time
+import warnings
 from dataclasses import dataclass
-from numbers import Real
 from pathlib import Path
 
 import numpy as np
@@ -37,19 +40,22 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .checks import integer, one_of, real
 from .corruption import MODES, check_degree, corrupt_labels, corrupted_points, randomize_inputs
 from .data import DATASETS, Dataset, default_root, load_dataset, validation_split
 from .devices import describe_device, resolve_device
 from .models import MODELS, build_model, check_dropout, check_width
-from .store import StaleArtifactError, atomic_write, default_artifacts_dir, normalize, recipe_key
 from .paper import paper_settings
-from .training import StopAtTarget, check_weight_decay, train
+from .stacked import train_stacked, unstackable
+from .store import StaleArtifactError, atomic_write, default_artifacts_dir, normalize, recipe_key
+from .training import StopAtTarget, TrainingResult, check_weight_decay, train
 
 __all__ = [
     "DATA_FIELDS",
     "MODEL_FIELDS",
     "TRAINING_FIELDS",
     "FIT_LABELS",
+    "IDENTITY",
     "Run",
     "RunConfig",
     "build_run_model",
@@ -57,13 +63,19 @@ __all__ = [
     "early_stopped",
     "history_table",
     "is_complete",
+    "PER_RUN_FIELDS",
     "padded_history",
+    "read_run",
     "run",
+    "run_columns",
     "run_grid",
     "run_path",
+    "stacking_groups",
     "summary_table",
     "test_parts",
+    "train_missing_stacked",
     "training_data",
+    "write_run",
 ]
 
 FIT_LABELS = ("corrupted", "true")
@@ -77,7 +89,7 @@ DATA_FIELDS = ("dataset", "subset", "test_subset", "corruption_degree", "corrupt
 MODEL_FIELDS = ("model", "dropout", "width", "seed")
 """The fields that build the run's model and its initial weights (:func:`build_run_model`)."""
 
-_INTEGER_FIELDS = ("seed", "subset", "test_subset", "batch_size", "max_epochs")
+_INTEGER_FIELDS = {"seed": None, "subset": 1, "test_subset": 1, "batch_size": 1, "max_epochs": 0}  # name: lowest value
 _REAL_FIELDS = ("learning_rate", "momentum", "target_accuracy", "dropout", "weight_decay", "width")
 _OWN_MODELS = ("mlp", "cnn")  # built here, so they take a dropout rate and a width
 
@@ -135,23 +147,22 @@ class RunConfig:
     width: float = 1.0
 
     def __post_init__(self):
-        for name, value, allowed in (
-            ("dataset", self.dataset, DATASETS),
-            ("model", self.model, tuple(MODELS)),
-            ("corruption_mode", self.corruption_mode, MODES),
-        ):
-            if value not in allowed:
-                raise ValueError(f"Unknown {name} {value!r}; choose one of: {', '.join(allowed)}.")
+        one_of("dataset", self.dataset, DATASETS)
+        one_of("model", self.model, MODELS)
+        one_of("corruption_mode", self.corruption_mode, MODES)
         set_ = functools.partial(object.__setattr__, self)
         set_("corruption_degree", check_degree(self.corruption_degree))
         for name, value in paper_settings(self.model, self.dataset).items():
             if getattr(self, name) is None:
                 set_(name, value)
-        for name in _INTEGER_FIELDS:
-            set_(name, _integer(name, getattr(self, name)))
+        for name, low in _INTEGER_FIELDS.items():
+            if getattr(self, name) is not None:
+                set_(name, integer(name, getattr(self, name), low=low))
         for name in _REAL_FIELDS:
-            set_(name, _real(name, getattr(self, name)))
-        set_("checkpoint_epochs", tuple(sorted({_integer("checkpoint_epochs", e) for e in self.checkpoint_epochs})))
+            set_(name, real(name, getattr(self, name)))
+        if isinstance(self.checkpoint_epochs, (str, bytes)) or not hasattr(self.checkpoint_epochs, "__iter__"):
+            raise ValueError(f"checkpoint_epochs must be a list of epochs (integers >= 0), got {self.checkpoint_epochs!r}.")
+        set_("checkpoint_epochs", tuple(sorted({integer("checkpoint_epochs", e, low=0) for e in self.checkpoint_epochs})))
         set_("dropout", check_dropout(self.dropout))
         set_("width", check_width(self.width))
         set_("weight_decay", check_weight_decay(self.weight_decay))
@@ -183,20 +194,6 @@ class RunConfig:
     def replace(self, **changes) -> RunConfig:
         """A copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes)
-
-
-def _integer(name: str, value):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, Real) or float(value) != int(value):
-        raise ValueError(f"{name} must be an integer, got {value!r}.")
-    return int(value)
-
-
-def _real(name: str, value):
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise ValueError(f"{name} must be a number, got {value!r}.")
-    return float(value)
 
 
 @dataclass
@@ -347,8 +344,7 @@ def is_complete(config: RunConfig, artifacts_dir=None) -> bool:
     return (run_path(config, artifacts_dir) / "summary.json").is_file()
 
 
-def _summary(result, device: torch.device) -> dict:
-    """A trained run's ``summary.json``, from its :class:`~memnotebooks.training.TrainingResult`."""
+def _summary(result: TrainingResult, device: torch.device) -> dict:
     last = result.history.iloc[-1]
     return {
         "epochs": result.epochs,
@@ -362,7 +358,31 @@ def _summary(result, device: torch.device) -> dict:
     }
 
 
-def _write_run(path: Path, config: RunConfig, model: nn.Module, result, labels, mask, summary) -> None:
+def write_run(config: RunConfig, model: nn.Module, result: TrainingResult, *, device, artifacts_dir=None, data_root=None, **summary) -> Path:
+    """Write a trained run into the cache, atomically (nothing is left half-written).
+
+    Parameters
+    ----------
+    config : RunConfig
+    model : nn.Module
+        The trained model (its final weights are stored).
+    result : TrainingResult
+        What the trainer returned for it (history, checkpoints, per-example records).
+    device : str or torch.device
+        Where it was trained (recorded in ``summary.json``).
+    artifacts_dir, data_root : path, optional
+        As for :func:`run`.
+    **summary
+        More entries of ``summary.json`` (the stacked grid adds ``stacked_with`` and ``stack``).
+
+    Returns
+    -------
+    Path
+        The run's folder, which :func:`read_run` reads.
+    """
+    _, labels, mask = training_data(config, data_root)
+    path = run_path(config, artifacts_dir)
+
     def write(tmp: Path) -> None:
         tmp.mkdir()
         (tmp / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
@@ -372,9 +392,47 @@ def _write_run(path: Path, config: RunConfig, model: nn.Module, result, labels, 
         np.savez(tmp / "examples.npz", learned_epoch=result.learned_epoch.numpy(), test_predictions=result.test_predictions.numpy())
         if result.checkpoints:
             torch.save(result.checkpoints, tmp / "checkpoints.pt")
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
+        (tmp / "summary.json").write_text(json.dumps({**_summary(result, resolve_device(device)), **summary}, indent=2))
 
     atomic_write(path, write)
+    return path
+
+
+def read_run(config: RunConfig, *, artifacts_dir=None, data_root=None, device: str | torch.device = "auto") -> Run:
+    """Read a finished run from the cache, checked against what the current code derives.
+
+    Parameters
+    ----------
+    config : RunConfig
+    artifacts_dir, data_root : path, optional
+        As for :func:`run`.
+    device : str or torch.device
+        Where the returned model lives.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the cache holds no finished run for ``config`` (:func:`is_complete`).
+    memnotebooks.store.StaleArtifactError
+        If the stored configuration or labels differ from what the current code derives.
+    """
+    path = run_path(config, artifacts_dir)
+    if not is_complete(config, artifacts_dir):
+        raise FileNotFoundError(f"No finished run for {config} in {path.parent}; runs.run(config) trains it.")
+    dataset, labels, mask = training_data(config, data_root)
+    _check_stored(path, config, labels, mask)
+    model = build_run_model(config, dataset)
+    model.load_state_dict(torch.load(path / "model.pt", weights_only=True))
+    return Run(
+        config=config,
+        path=path,
+        dataset=dataset,
+        train_labels=labels,
+        corruption_mask=mask,
+        model=model.to(resolve_device(device)).eval(),
+        history=pd.read_csv(path / "history.csv"),
+        summary=json.loads((path / "summary.json").read_text()),
+    )
 
 
 def _check_stored(path: Path, config: RunConfig, labels: torch.Tensor, mask: np.ndarray) -> None:
@@ -400,6 +458,10 @@ def _check_stored(path: Path, config: RunConfig, labels: torch.Tensor, mask: np.
             f"The cached run {path} ({config}) was trained on labels that differ from those the current code "
             f"derives for its configuration ({differ} labels or mask entries differ). {advice}"
         )
+
+
+def _corrupted(config: RunConfig, dataset: Dataset, labels: torch.Tensor, mask: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(corrupted_points(dataset.y_train.numpy(), labels.numpy(), mask, config.corruption_mode))
 
 
 def run(
@@ -434,58 +496,180 @@ def run(
         If the cached run's configuration or labels differ from what the current code derives.
     """
     device = resolve_device(device)
-    path = run_path(config, artifacts_dir)
-    dataset, labels, mask = training_data(config, data_root)
-    model = build_run_model(config, dataset)
-    if is_complete(config, artifacts_dir):
-        _check_stored(path, config, labels, mask)
-    else:
+    if not is_complete(config, artifacts_dir):
+        dataset, labels, mask = training_data(config, data_root)
+        model = build_run_model(config, dataset)
         result = train(
             model,
             dataset.x_train,
             labels,
             y_true=dataset.y_train,
-            corrupted=torch.from_numpy(corrupted_points(dataset.y_train.numpy(), labels.numpy(), mask, config.corruption_mode)),
+            corrupted=_corrupted(config, dataset, labels, mask),
             evaluation_sets={"test": (dataset.x_test, dataset.y_test)},
             evaluation_parts=test_parts(dataset),
             **config.training_settings(),
             device=device,
             progress=progress,
         )
-        _write_run(path, config, model, result, labels, mask, _summary(result, device))
-    model.load_state_dict(torch.load(path / "model.pt", weights_only=True))
-    return Run(
-        config=config,
-        path=path,
-        dataset=dataset,
-        train_labels=labels,
-        corruption_mask=mask,
-        model=model.to(device).eval(),
-        history=pd.read_csv(path / "history.csv"),
-        summary=json.loads((path / "summary.json").read_text()),
+        write_run(config, model, result, device=device, artifacts_dir=artifacts_dir, data_root=data_root)
+    return read_run(config, artifacts_dir=artifacts_dir, data_root=data_root, device=device)
+
+
+PER_RUN_FIELDS = ("seed", "corruption_degree", "corruption_mode", "target_accuracy", "max_epochs", "checkpoint_epochs")
+"""The :class:`RunConfig` fields in which runs of one stack may differ (their weights, labels,
+inputs and when they stop); every other field (dataset, subsets, model, optimizer settings,
+batch size, dropout, weight decay, width) must be equal."""
+
+
+def stacking_groups(configs) -> tuple[list[list[RunConfig]], dict[RunConfig, str]]:
+    """Split runs into groups that can each train as one stacked model.
+
+    Parameters
+    ----------
+    configs : sequence of RunConfig
+        Distinct configurations.
+
+    Returns
+    -------
+    groups : list of list of RunConfig
+        Runs equal in every field but :data:`PER_RUN_FIELDS`, in the order given.
+    one_by_one : dict of RunConfig to str
+        The runs that cannot be stacked (dropout), each with the reason.
+    """
+    configs = _distinct(configs)
+    groups, one_by_one = {}, {}
+    for config in configs:
+        if config.dropout:
+            one_by_one[config] = f"dropout {config.dropout}: vmap would draw other dropout masks than the run trained alone, so it would be another run"
+        else:
+            shared = config.replace(**{name: RunConfig.__dataclass_fields__[name].default for name in PER_RUN_FIELDS})
+            groups.setdefault(shared, []).append(config)
+    return list(groups.values()), one_by_one
+
+
+def _distinct(configs) -> list[RunConfig]:
+    configs = list(configs)
+    wrong = [c for c in configs if not isinstance(c, RunConfig)]
+    if wrong:
+        raise TypeError(f"configs must be RunConfig instances, got {wrong[0]!r} ({type(wrong[0]).__name__}).")
+    repeated = {c for c in configs if configs.count(c) > 1}
+    if repeated:
+        raise ValueError(f"Each run must be given once; repeated: {sorted(map(str, repeated))}.")
+    return configs
+
+
+def _train_stacked_group(group: list[RunConfig], artifacts_dir, data_root, device: torch.device, progress: bool) -> str | None:
+    """Train one stacking group into the cache; the reason if its model cannot be stacked."""
+    data = [training_data(c, data_root) for c in group]
+    models = [build_run_model(c, dataset) for c, (dataset, _, _) in zip(group, data)]
+    reason = unstackable(models[0])
+    if reason:
+        return reason
+    dataset = data[0][0]
+    settings = [c.training_settings() for c in group]
+    shared = {name: settings[0][name] for name in ("optimizer", "learning_rate", "momentum", "weight_decay", "batch_size")}
+    results = train_stacked(
+        models,
+        [d.x_train for d, _, _ in data],
+        torch.stack([labels for _, labels, _ in data]),
+        y_true=dataset.y_train,
+        corrupted=torch.stack([_corrupted(c, d, labels, mask) for c, (d, labels, mask) in zip(group, data)]),
+        seeds=[s["seed"] for s in settings],
+        stops=[s["stop"] for s in settings],
+        max_epochs=[s["max_epochs"] for s in settings],
+        checkpoint_epochs=[s["checkpoint_epochs"] for s in settings],
+        evaluation_sets={"test": (dataset.x_test, dataset.y_test)},
+        evaluation_parts=test_parts(dataset),
+        **shared,
+        device=device,
+        progress=progress,
     )
+    # Names the stack, so that a report counts its shared wall time once.
+    stack = hashlib.sha1(" ".join(sorted(c.key() for c in group)).encode()).hexdigest()[:12]
+    for config, model, result in zip(group, models, results):
+        write_run(config, model, result, device=device, artifacts_dir=artifacts_dir, data_root=data_root, stacked_with=len(group), stack=stack)
+    return None
+
+
+def train_missing_stacked(configs, *, artifacts_dir=None, data_root=None, device: str | torch.device = "auto", progress: bool = True) -> dict[RunConfig, str]:
+    """Train the runs missing from the cache, stacked where they can be
+    (:func:`memnotebooks.stacked.train_stacked`), and write them to it.
+
+    Runs already in the cache are left alone. The others are grouped by :func:`stacking_groups`;
+    each group trains as one stacked model. The runs that cannot be stacked (dropout, a model with
+    buffers) are named in a ``UserWarning`` with the reason and left to :func:`run`.
+
+    Returns
+    -------
+    dict of RunConfig to str
+        The runs not trained here (still to be trained one by one), each with the reason.
+    """
+    configs = _distinct(configs)
+    if not configs:
+        raise ValueError("No runs to train: configs is empty.")
+    device = resolve_device(device)
+    groups, one_by_one = stacking_groups([c for c in configs if not is_complete(c, artifacts_dir)])
+    for group in groups:
+        reason = _train_stacked_group(group, artifacts_dir, data_root, device, progress)
+        if reason:
+            one_by_one.update(dict.fromkeys(group, reason))
+    if one_by_one:
+        warnings.warn(f"{len(one_by_one)} run(s) cannot be stacked and train one by one. {_by_reason(one_by_one)}", stacklevel=2)
+    return one_by_one
+
+
+def _by_reason(one_by_one: dict[RunConfig, str]) -> str:
+    """The runs named briefly (their key, dataset, model, degree, mode and seed), grouped by reason."""
+    runs_by_reason = {}
+    for c, why in one_by_one.items():
+        name = f"{c.key()} ({c.model} on {c.dataset}, {c.corruption_mode} degree {c.corruption_degree}, seed {c.seed})"
+        runs_by_reason.setdefault(why, []).append(name)
+    return " ".join(f"Because {why}: {', '.join(names)}." for why, names in runs_by_reason.items())
 
 
 def run_grid(config: RunConfig, degrees=(0.0,), seeds=(0,), *, stacked: bool = False, **run_kwargs) -> list[Run]:
     """Runs of ``config`` at every corruption degree and seed (from the cache where possible).
 
-    With ``stacked=True`` the runs missing from the cache are first trained together as one
-    stacked model (:func:`memnotebooks.stacked.train_stacked`), which warns about the runs it
-    cannot stack (dropout, BatchNorm); those are then trained one by one. ``run_kwargs`` go to
-    :func:`run`.
+    With ``stacked=True`` the runs missing from the cache are first trained together as stacked
+    models (:func:`train_missing_stacked`), which warns about the runs it cannot stack (dropout,
+    BatchNorm); those are then trained one by one. ``run_kwargs`` go to :func:`run`.
     """
     configs = [config.replace(corruption_degree=d, seed=s) for d in degrees for s in seeds]
     if stacked:
-        from .stacked import train_stacked  # stacked builds on this module
-
-        train_stacked(list(dict.fromkeys(configs)), **run_kwargs)
+        train_missing_stacked(list(dict.fromkeys(configs)), **run_kwargs)
     return [run(c, **run_kwargs) for c in configs]
 
 
+IDENTITY = ("dataset", "model", "corruption_degree", "seed")
+"""The columns every run's rows carry (:func:`config_columns`)."""
+
+
 def config_columns(run_: Run) -> dict:
-    """The columns that identify a run in a tidy table: dataset, model, degree, seed."""
+    """The columns that identify a run in a tidy table: :data:`IDENTITY`, and every other
+    :class:`RunConfig` field that is not at its default for the run's dataset and model (the rule
+    of :meth:`RunConfig.key`), so that runs differing in dropout, width, weight decay, corruption
+    mode, epoch cap, ... never share a group (:func:`run_columns`).
+
+    ``checkpoint_epochs`` is left out: it says which weights a run kept, not how it trained.
+    """
     c = run_.config
-    return {"dataset": c.dataset, "model": c.model, "corruption_degree": c.corruption_degree, "seed": c.seed}
+    defaults = RunConfig(dataset=c.dataset, model=c.model)
+    changed = {
+        name: getattr(c, name)
+        for name in RunConfig.__dataclass_fields__
+        if name not in (*IDENTITY, "checkpoint_epochs") and getattr(c, name) != getattr(defaults, name)
+    }
+    return {**{name: getattr(c, name) for name in IDENTITY}, **changed}
+
+
+def run_columns(table: pd.DataFrame, without=("seed",)) -> list[str]:
+    """The columns of ``table`` that identify a run (the :class:`RunConfig` fields it has, in
+    field order), less ``without``: the keys to group by to average the seeds of one setting.
+
+    Rows of runs at a field's default hold NaN in that field's column when other runs of the
+    table set it, so group with ``dropna=False``.
+    """
+    return [name for name in RunConfig.__dataclass_fields__ if name in table.columns and name not in (*without, "checkpoint_epochs")]
 
 
 def summary_table(runs, at: str = "final") -> pd.DataFrame:
@@ -518,17 +702,17 @@ def padded_history(history: pd.DataFrame, by=("corruption_degree",)) -> pd.DataF
     (a run stops when it reaches its target; without padding, the mean after the first run stops
     would average fewer seeds). Column ``padded`` marks the carried rows.
 
-    Runs are told apart by ``seed`` and the ``by`` columns.
+    Runs are told apart by every column that identifies one (:func:`run_columns`).
     """
     by = list(by)
-    keys = [*by, "seed"]
-    missing = [k for k in keys if k not in history]
+    missing = [k for k in [*by, "seed"] if k not in history]
     if missing:
         raise ValueError(f"padded_history needs the column(s) {missing}; the table has: {', '.join(history.columns)}.")
+    one_run = run_columns(history, without=())  # seed and every other field that tells runs apart
     frames = []
-    for _, group in history.groupby(by, sort=False) if by else [(None, history)]:
+    for _, group in history.groupby(by, sort=False, dropna=False) if by else [(None, history)]:
         last_epoch = int(group.epoch.max())
-        for _, one in group.groupby("seed", sort=False):
+        for _, one in group.groupby(one_run, sort=False, dropna=False):
             one = one.sort_values("epoch").assign(padded=False)
             final = one.iloc[-1]
             extra = pd.DataFrame([final] * (last_epoch - int(final.epoch))).reset_index(drop=True)
@@ -552,3 +736,35 @@ def history_table(runs, fields=()) -> pd.DataFrame:
     if unknown:
         raise ValueError(f"Unknown RunConfig field(s) {unknown}; the fields are: {', '.join(RunConfig.__dataclass_fields__)}.")
     return pd.concat([r.history.assign(**config_columns(r), **{f: getattr(r.config, f) for f in fields}) for r in runs], ignore_index=True)
+
+
+def main(argv=None) -> None:
+    """Train a grid into a run cache from the command line, stacked where it can be: the entry
+    point for machines without Jupyter (``python -m memnotebooks.report`` then compares the cache
+    with the paper)."""
+    parser = argparse.ArgumentParser(prog="python -m memnotebooks.runs", description="Train a grid of runs (degrees x seeds) as stacked models into a run cache.")
+    parser.add_argument("artifacts_dir", help="the run cache to train into (runs already there are read, not trained)")
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--model", default="mlp")
+    parser.add_argument("--degrees", type=float, nargs="+", default=[0.0, 0.2, 0.4, 0.6, 0.8], help="corruption degrees p")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--subset", type=int, default=None, help="stratified training subset (default: all)")
+    parser.add_argument("--test-subset", type=int, default=None, help="stratified test subset (default: all)")
+    parser.add_argument("--max-epochs", type=int, default=500)
+    parser.add_argument("--data-root", default=None, help="dataset folder (default $MEMNOTEBOOKS_DATA)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    try:
+        config = RunConfig(dataset=args.dataset, model=args.model, subset=args.subset, test_subset=args.test_subset, max_epochs=args.max_epochs)
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
+    start = time.perf_counter()
+    grid = run_grid(config, args.degrees, args.seeds, stacked=True, artifacts_dir=args.artifacts_dir, data_root=args.data_root, device=args.device, progress=not args.no_progress)
+    columns = ["corruption_degree", "seed", "epochs", "reached_target", "test_accuracy"]
+    print(summary_table(grid)[columns].to_string(index=False))
+    print(f"{len(grid)} runs in {args.artifacts_dir}, {time.perf_counter() - start:.0f} s wall time")
+
+
+if __name__ == "__main__":
+    main()

@@ -12,6 +12,12 @@ per-epoch row the memorization chapters plot: accuracy on the training labels, o
 the corrupted subsets (against the given and against the true labels), and on each evaluation
 set. Epoch 0 evaluates the initial model on every set.
 
+One :class:`EpochRecorder` keeps every per-epoch record (history row, test predictions,
+checkpoints, best weights, each point's epoch of learning, the stopping rule's verdict), for this
+loop and for the stacked trainer (:mod:`memnotebooks.stacked`) alike. ``train(after_epoch=...)``
+calls a function with the model and the history after every epoch, which may change the weights
+(weight editing at an epoch, then training on).
+
 What ends training is a rule that reads the history: :class:`StopAtTarget` (the paper's: the
 running accuracy reaches a target) or :class:`EarlyStopping` (no strict improvement of a metric
 for ``patience`` epochs); ``keep_best`` restores the weights of the epoch that scored best.
@@ -24,13 +30,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from numbers import Real
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
+from .checks import integer, one_of, real
 from .corruption import wrong_labels
 from .devices import resolve_device
 from .models import evaluation_mode
@@ -39,11 +45,14 @@ from .progress import progress_bar
 __all__ = [
     "OPTIMIZERS",
     "EarlyStopping",
+    "EpochRecorder",
     "StopAtTarget",
     "TrainingResult",
+    "check_settings",
     "check_weight_decay",
     "epoch_orders",
     "history_row",
+    "learned_since",
     "make_optimizer",
     "memory_format",
     "predict",
@@ -85,9 +94,7 @@ class StopAtTarget:
     """
 
     def __init__(self, target_accuracy: float = 1.0, metric: str = "train_accuracy"):
-        if isinstance(target_accuracy, bool) or not isinstance(target_accuracy, Real) or not 0 < target_accuracy <= 1:
-            raise ValueError(f"target_accuracy must be a number in (0, 1], got {target_accuracy!r}.")
-        self.target_accuracy, self.metric = float(target_accuracy), metric
+        self.target_accuracy, self.metric = real("target_accuracy", target_accuracy, 0, 1, low_open=True), metric
 
     def __call__(self, history: Sequence[Mapping]) -> bool:
         return history[-1][self.metric] >= self.target_accuracy
@@ -111,9 +118,7 @@ class EarlyStopping:
     """
 
     def __init__(self, metric: str = "validation_accuracy", patience: int = 3):
-        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
-            raise ValueError(f"patience must be an integer >= 1, got {patience!r}.")
-        self.metric, self.patience = metric, int(patience)
+        self.metric, self.patience = metric, integer("patience", patience, low=1)
 
     def best_epoch(self, history: Sequence[Mapping]) -> int:
         return _best_epoch(history, self.metric)
@@ -176,21 +181,9 @@ class TrainingResult:
         return int(self.history["epoch"].iloc[-1])
 
 
-def _check_settings(optimizer, learning_rate, batch_size, max_epochs):
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"Unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}.")
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be positive, got {learning_rate!r}.")
-    for name, value, low in (("batch_size", batch_size, 1), ("max_epochs", max_epochs, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
-
-
 def check_weight_decay(weight_decay) -> float:
     """``weight_decay`` as a float if it is a number >= 0, else a ValueError naming it."""
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
-        raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}.")
-    return float(weight_decay)
+    return real("weight_decay", weight_decay, 0)
 
 
 def make_optimizer(name: str, parameters, learning_rate: float, momentum: float, device: torch.device, weight_decay: float = 0.0):
@@ -264,6 +257,113 @@ def history_row(
     return row
 
 
+def check_settings(optimizer: str, learning_rate: float, batch_size: int, max_epochs: int) -> None:
+    """Raise a ValueError naming the first of the optimizer settings that is not allowed."""
+    one_of("optimizer", optimizer, OPTIMIZERS)
+    real("learning_rate", learning_rate, 0, low_open=True)
+    integer("batch_size", batch_size, low=1)
+    integer("max_epochs", max_epochs, low=0)
+
+
+def learned_since(learned_epoch: torch.Tensor, fitted: torch.Tensor, epoch: int) -> torch.Tensor:
+    """Each point's epoch of learning after ``epoch``: kept while it stays fitted, ``epoch`` when it
+    becomes fitted, -1 when it is not (see :attr:`TrainingResult.learned_epoch`).
+
+    Parameters
+    ----------
+    learned_epoch : Tensor of shape (n,), int64
+        The epochs of learning up to the previous epoch (all -1 before epoch 0).
+    fitted : Tensor of shape (n,), bool
+        Whether each point's prediction matches its label at ``epoch``.
+    """
+    newly = fitted & (learned_epoch < 0)
+    return torch.where(fitted, torch.where(newly, epoch, learned_epoch), -1)
+
+
+class EpochRecorder:
+    """The per-epoch bookkeeping of one run, shared by :func:`train` and the stacked trainer
+    (:func:`memnotebooks.stacked.train_stacked`), so that both keep the same records.
+
+    After every epoch the trainer hands over the running training predictions and each evaluation
+    set's predictions; the recorder appends the history row (:func:`history_row`, with
+    ``seconds``), keeps the test predictions, copies the weights at the checkpoint epochs and at
+    the best epoch of ``keep_best``, updates each point's epoch of learning, and asks the stopping
+    rule.
+
+    Parameters
+    ----------
+    y_given, y_true : Tensor of shape (n_train,), int64
+        The labels trained on and the true ones.
+    corrupted : Tensor of shape (n_train,), bool
+    evaluation_labels : dict of str to Tensor
+        Each evaluation set's true labels.
+    evaluation_parts : dict of str to (set name, mask)
+        Parts of an evaluation set scored from its predictions (see :func:`train`).
+    stop : callable
+        ``stop(history)`` to ``True`` when training should end.
+    max_epochs : int
+    checkpoint_epochs : iterable of int
+    keep_best : str, optional
+        A history column whose best epoch's weights are kept (see :func:`train`).
+    """
+
+    def __init__(self, y_given, y_true, corrupted, evaluation_labels, evaluation_parts, stop, max_epochs: int, checkpoint_epochs=(), keep_best: str | None = None):
+        unknown = sorted({whole for whole, _ in evaluation_parts.values()} - set(evaluation_labels))
+        if unknown:
+            raise ValueError(f"evaluation_parts name unknown evaluation set(s) {unknown}; the sets are: {sorted(evaluation_labels)}.")
+        self.y_given, self.y_true, self.corrupted = y_given, y_true, corrupted
+        self.evaluation_labels, self.evaluation_parts = evaluation_labels, evaluation_parts
+        self.stop, self.max_epochs, self.keep_best = stop, max_epochs, keep_best
+        self.checkpoint_epochs = set(checkpoint_epochs)
+        self.rows, self.checkpoints, self.test_predictions = [], {}, []
+        self.best_state, self.stopped = None, False
+        self.learned_epoch = torch.full_like(y_given, -1)
+        self._start = time.perf_counter()
+
+    def record(self, epoch: int, loss: float, train_predictions: torch.Tensor, predictions: Mapping[str, torch.Tensor], state: Callable[[], dict]) -> bool:
+        """Record ``epoch``; return whether training ends after it (the rule fired, or the cap).
+
+        Parameters
+        ----------
+        epoch : int
+            0 for the initial model.
+        loss : float
+            The epoch's mean training loss (NaN for epoch 0).
+        train_predictions : Tensor of shape (n_train,), int64
+            The running predictions (for epoch 0, the initial model's).
+        predictions : dict of str to Tensor
+            Each evaluation set's predicted classes.
+        state : callable
+            Returns a copy of the weights (a state dict), called only when they are kept.
+        """
+        evaluations = {name: (predictions[name], labels) for name, labels in self.evaluation_labels.items()}
+        for name, (whole, mask) in self.evaluation_parts.items():
+            predicted, labels = evaluations[whole]
+            evaluations[name] = (predicted[mask], labels[mask])
+        row = history_row(epoch, loss, train_predictions, self.y_given, self.y_true, self.corrupted, evaluations)
+        self.rows.append({**row, "seconds": time.perf_counter() - self._start})
+        if "test" in predictions:
+            self.test_predictions.append(predictions["test"].to("cpu", torch.int16))
+        if epoch in self.checkpoint_epochs:
+            self.checkpoints[epoch] = {name: value.detach().to("cpu", copy=True) for name, value in state().items()}
+        if self.keep_best is not None and _best_epoch(self.rows, self.keep_best) == epoch:
+            self.best_state = state()
+        self.learned_epoch = learned_since(self.learned_epoch, train_predictions == self.y_given, epoch)
+        self.stopped = bool(self.stop(self.rows))
+        return self.stopped or epoch >= self.max_epochs
+
+    @property
+    def history(self) -> list[dict]:
+        """The rows so far (one dict per epoch)."""
+        return self.rows
+
+    def result(self, full_pass_train_accuracy: float) -> TrainingResult:
+        """The :class:`TrainingResult` of the epochs recorded."""
+        best_epoch = _best_epoch(self.rows, self.keep_best) if self.keep_best is not None else None
+        kept = torch.stack(self.test_predictions) if self.test_predictions else None
+        return TrainingResult(pd.DataFrame(self.rows), self.checkpoints, self.stopped, best_epoch, full_pass_train_accuracy, self.learned_epoch.cpu(), kept)
+
+
 def train(
     model: nn.Module,
     x_train: torch.Tensor,
@@ -276,6 +376,7 @@ def train(
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     stop: Callable[[Sequence[Mapping]], bool] | None = None,
     keep_best: str | None = None,
+    after_epoch: Callable[[int, nn.Module, Sequence[Mapping]], None] | None = None,
     optimizer: str = "adam",
     learning_rate: float = 1e-3,
     momentum: float = 0.9,
@@ -316,6 +417,11 @@ def train(
     keep_best : str, optional
         A history column (higher is better): the returned model holds the weights of the first
         epoch where it was highest, not the last epoch's.
+    after_epoch : callable, optional
+        ``after_epoch(epoch, model, history)``, called after each epoch is recorded (epoch 0
+        too) and before the stopping rule ends training; it may change the model's weights in
+        place (the next epoch trains from them, with the optimizer's state as it was), e.g. to
+        write a readout into the last layer at an epoch. Its return value is ignored.
     optimizer : {"sgd", "adam"}
         A fresh optimizer (no state carried over from earlier training).
     learning_rate, momentum, weight_decay : float
@@ -337,10 +443,9 @@ def train(
     -------
     TrainingResult
     """
-    _check_settings(optimizer, learning_rate, batch_size, max_epochs)
+    check_settings(optimizer, learning_rate, batch_size, max_epochs)
     if len(x_train) != len(y_train):
         raise ValueError(f"x_train has {len(x_train)} samples but y_train has {len(y_train)}.")
-    stop = StopAtTarget(1.0) if stop is None else stop
     device = resolve_device(device)
     layout = memory_format(model)
     model.to(device, memory_format=layout)
@@ -349,40 +454,26 @@ def train(
     corrupted = wrong_labels(y_true, y_given) if corrupted is None else torch.as_tensor(corrupted).to(device, torch.bool)
     evaluation_sets = {name: (_in_layout(x.to(device), layout), y.to(device)) for name, (x, y) in (evaluation_sets or {}).items()}
     evaluation_parts = {name: (whole, torch.as_tensor(mask).to(device)) for name, (whole, mask) in (evaluation_parts or {}).items()}
-    unknown = sorted({whole for whole, _ in evaluation_parts.values()} - set(evaluation_sets))
-    if unknown:
-        raise ValueError(f"evaluation_parts name unknown evaluation set(s) {unknown}; the sets are: {sorted(evaluation_sets)}.")
+    recorder = EpochRecorder(
+        y_given, y_true, corrupted, {name: y for name, (_, y) in evaluation_sets.items()}, evaluation_parts,
+        StopAtTarget(1.0) if stop is None else stop, max_epochs, checkpoint_epochs, keep_best,
+    )
     opt = make_optimizer(optimizer, model.parameters(), learning_rate, momentum, device, weight_decay)
     loss = nn.CrossEntropyLoss() if loss is None else loss
-    checkpoint_epochs = set(checkpoint_epochs)
-    checkpoints, rows, best_state, start = {}, [], None, time.perf_counter()
-    test_predictions = []
 
-    def record(epoch, epoch_loss, train_predictions):
-        nonlocal best_state
-        evaluations = {name: (predict(model, x, eval_batch_size), y) for name, (x, y) in evaluation_sets.items()}
-        for name, (whole, mask) in evaluation_parts.items():
-            predictions, labels = evaluations[whole]
-            evaluations[name] = (predictions[mask], labels[mask])
-        row = history_row(epoch, epoch_loss, train_predictions, y_given, y_true, corrupted, evaluations)
-        row["seconds"] = time.perf_counter() - start
-        rows.append(row)
-        if "test" in evaluations:
-            test_predictions.append(evaluations["test"][0].to("cpu", torch.int16))
-        if epoch in checkpoint_epochs:
-            checkpoints[epoch] = _state_copy(model, "cpu")
-        if keep_best is not None and _best_epoch(rows, keep_best) == epoch:
-            best_state = _state_copy(model, device)
+    def record(epoch: int, epoch_loss: float, train_predictions: torch.Tensor) -> bool:
+        predictions = {name: predict(model, x, eval_batch_size) for name, (x, _) in evaluation_sets.items()}
+        done = recorder.record(epoch, epoch_loss, train_predictions, predictions, lambda: _state_copy(model, device))
+        if after_epoch is not None:
+            after_epoch(epoch, model, recorder.history)
+        return done
 
-    initial_predictions = predict(model, x_train, eval_batch_size)
-    record(0, float("nan"), initial_predictions)
-    learned_epoch = _learned_since(torch.full_like(y_given, -1), initial_predictions == y_given, 0)
+    done = record(0, float("nan"), predict(model, x_train, eval_batch_size))
     train_predictions = torch.empty_like(y_given)
     orders = epoch_orders(len(y_given), seed)
-    stopped = stop(rows)
     bar = progress_bar(max_epochs, "epochs", progress, leave=False)
     for epoch in range(1, max_epochs + 1):
-        if stopped:
+        if done:
             break
         model.train()
         order = next(orders).to(device)
@@ -396,27 +487,15 @@ def train(
             opt.step()
             total += batch_loss.detach() * len(index)
             train_predictions[index] = logits.detach().argmax(dim=1)
-        record(epoch, float(total) / len(order), train_predictions)
-        learned_epoch = _learned_since(learned_epoch, train_predictions == y_given, epoch)
-        stopped = stop(rows)
+        done = record(epoch, float(total) / len(order), train_predictions)
         bar.update()
-        bar.set_postfix({name: f"{rows[-1][name]:.3f}" for name in ("train_accuracy", "test_accuracy") if name in rows[-1]})
+        bar.set_postfix({name: f"{recorder.history[-1][name]:.3f}" for name in ("train_accuracy", "test_accuracy") if name in recorder.history[-1]})
     bar.close()
-    best_epoch = None
     if keep_best is not None:
-        best_epoch = _best_epoch(rows, keep_best)
-        model.load_state_dict(best_state)
+        model.load_state_dict(recorder.best_state)
     model.eval()
     full_pass = float((predict(model, x_train, eval_batch_size) == y_given).float().mean())
-    kept = torch.stack(test_predictions) if test_predictions else None
-    return TrainingResult(pd.DataFrame(rows), checkpoints, bool(stopped), best_epoch, full_pass, learned_epoch.cpu(), kept)
-
-
-def _learned_since(learned_epoch: torch.Tensor, fitted: torch.Tensor, epoch: int) -> torch.Tensor:
-    """Update each point's epoch of learning: kept while it stays fitted, ``epoch`` when it
-    becomes fitted, -1 when it is not."""
-    newly = fitted & (learned_epoch < 0)
-    return torch.where(fitted, torch.where(newly, epoch, learned_epoch), -1)
+    return recorder.result(full_pass)
 
 
 def _state_copy(model: nn.Module, device) -> dict:

@@ -251,3 +251,32 @@ def test_summary_at_the_early_stopped_epoch(tmp_path):
     assert stopped.epochs.item() == best.epoch and stopped.test_accuracy.item() == pytest.approx(best.test_accuracy)
     with pytest.raises(ValueError, match="Unknown at='peak'"):
         runs.summary_table(grid, at="peak")
+
+
+def test_every_config_field_says_what_it_sets_and_training_settings_carry_every_training_field():
+    named = set(runs.TRAINING_FIELDS) | set(runs.DATA_FIELDS) | set(runs.MODEL_FIELDS)
+    assert named == set(RunConfig.__dataclass_fields__)  # a new field must say where it goes
+    config = FAST.replace(weight_decay=0.01, checkpoint_epochs=(1,), seed=3)
+    settings = config.training_settings()
+    for name in runs.TRAINING_FIELDS:
+        if name != "target_accuracy":
+            assert settings[name] == getattr(config, name)
+    assert settings["stop"].target_accuracy == config.target_accuracy
+    assert set(settings) - set(runs.TRAINING_FIELDS) == {"stop"}
+
+
+def test_runs_that_differ_only_in_dropout_never_share_a_mean(tmp_path):
+    from memnotebooks import tables
+
+    config = FAST.replace(model="mlp", max_epochs=2)
+    plain = runs.run(config, artifacts_dir=tmp_path, device="cpu", progress=False)
+    dropped = runs.run(config.replace(dropout=0.5), artifacts_dir=tmp_path, device="cpu", progress=False)
+    assert "dropout" not in runs.config_columns(plain) and runs.config_columns(dropped)["dropout"] == 0.5
+    summary = runs.summary_table([plain, dropped])
+    assert runs.run_columns(summary) == ["dataset", "model", "corruption_degree", "dropout"]
+    means = summary.groupby(runs.run_columns(summary), dropna=False).test_accuracy.mean()
+    assert len(means) == 2 and sorted(means) == sorted(summary.test_accuracy)
+    with pytest.raises(ValueError, match=r"seed 0 twice.*give them different row names"):
+        tables.mean_std_table(summary.assign(row="network"), "row", "test_accuracy")
+    padded = runs.padded_history(runs.history_table([plain, dropped]))
+    assert len(padded) == len(plain.history) + len(dropped.history)

@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from memnotebooks import report, runs, stacked
+from memnotebooks import report, runs, stacked, training
 from memnotebooks.models import build_model
 from memnotebooks.runs import RunConfig
-from memnotebooks.stacked import _Stack
 
 # SGD: Adam divides by the root of the squared gradient's average, which turns the rounding of
 # near-zero gradients into whole steps, so stacked and single Adam runs drift apart by more than
@@ -28,7 +27,7 @@ def no_training(*args, **kwargs):
 def both(tmp_path_factory):
     """The grid trained stacked, then read back by runs.run (no training allowed), and one by one."""
     cache = tmp_path_factory.mktemp("cache")
-    assert stacked.train_stacked(GRID, artifacts_dir=cache / "stacked", device="cpu", progress=False) == {}
+    assert runs.train_missing_stacked(GRID, artifacts_dir=cache / "stacked", device="cpu", progress=False) == {}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(runs, "train", no_training)
         stacked_runs = [runs.run(c, artifacts_dir=cache / "stacked", device="cpu") for c in GRID]
@@ -54,7 +53,7 @@ def test_stacked_runs_are_the_runs_trained_one_by_one(both):
 def test_over_one_epoch_adam_runs_stacked_are_the_runs_trained_one_by_one(tmp_path):
     # One epoch (15 Adam steps per run) stays within rounding; the drift described above comes later.
     grid = [c.replace(optimizer="adam", learning_rate=1e-3, momentum=None, max_epochs=1, checkpoint_epochs=()) for c in GRID]
-    stacked.train_stacked(grid, artifacts_dir=tmp_path / "stacked", device="cpu", progress=False)
+    runs.train_missing_stacked(grid, artifacts_dir=tmp_path / "stacked", device="cpu", progress=False)
     for config in grid:
         s = runs.run(config, artifacts_dir=tmp_path / "stacked", device="cpu")
         o = runs.run(config, artifacts_dir=tmp_path / "single", device="cpu", progress=False)
@@ -77,7 +76,7 @@ def test_stacked_summaries_say_so(both):
     for s, o in zip(*both):
         assert s.summary["stacked_with"] == len(GRID) and "stacked_with" not in o.summary
         assert set(o.summary) <= set(s.summary)
-    assert runs.summary_table(both[0])["epochs"].tolist() == [r.summary["epochs"] for r in both[0]]
+        assert s.summary["epochs"] == s.history.epoch.iloc[-1] == len(s.history) - 1
 
 
 def test_a_report_counts_a_stacks_wall_time_once(both):
@@ -94,7 +93,7 @@ def test_run_grid_stacks_and_then_reads_from_the_cache(tmp_path, monkeypatch):
     grid = runs.run_grid(config, degrees=(0.0, 0.4), stacked=True, artifacts_dir=tmp_path, device="cpu", progress=False)
     assert [r.summary["stacked_with"] for r in grid] == [2, 2]
     monkeypatch.setattr(runs, "train", no_training)
-    monkeypatch.setattr(stacked, "_train_group", no_training)
+    monkeypatch.setattr(runs, "train_stacked", no_training)
     again = runs.run_grid(config, degrees=(0.0, 0.4), stacked=True, artifacts_dir=tmp_path, device="cpu")
     assert [r.path for r in again] == [r.path for r in grid]
 
@@ -103,7 +102,7 @@ def test_run_grid_stacks_and_then_reads_from_the_cache(tmp_path, monkeypatch):
     "changes, reason",
     [
         ({"dropout": 0.5}, "dropout 0.5: vmap would draw other dropout masks"),
-        ({"model": "resnet18", "subset": 100, "test_subset": 100}, r"model resnet18 has buffers \(BatchNorm statistics\)"),
+        ({"model": "resnet18", "subset": 100, "test_subset": 100}, r"the model \(ResNet18\) has buffers \(BatchNorm statistics\)"),
     ],
 )
 def test_runs_that_cannot_be_stacked_train_one_by_one_and_say_why(changes, reason, tmp_path):
@@ -116,7 +115,7 @@ def test_runs_that_cannot_be_stacked_train_one_by_one_and_say_why(changes, reaso
 
 def test_runs_stack_with_the_runs_that_share_their_settings():
     other = BASE.replace(learning_rate=0.1)
-    groups, one_by_one = stacked.stacking_groups([*GRID, other, BASE.replace(dropout=0.1)])
+    groups, one_by_one = runs.stacking_groups([*GRID, other, BASE.replace(dropout=0.1)])
     assert groups == [GRID, [other]]
     assert list(one_by_one) == [BASE.replace(dropout=0.1)]
 
@@ -131,7 +130,7 @@ def test_runs_stack_with_the_runs_that_share_their_settings():
 )
 def test_bad_grids_are_refused(configs, error, message, tmp_path):
     with pytest.raises(error, match=message):
-        stacked.train_stacked(configs, artifacts_dir=tmp_path, device="cpu")
+        runs.train_missing_stacked(configs, artifacts_dir=tmp_path, device="cpu")
 
 
 def seeded_mlps(seeds):
@@ -143,31 +142,52 @@ def seeded_mlps(seeds):
     return models
 
 
+def stacked_result(seeds, max_epochs, x, y):
+    """The MLPs of ``seeds`` trained stacked with Adam on their own labels ``y`` (runs, n)."""
+    models = seeded_mlps(seeds)
+    results = stacked.train_stacked(
+        models, x, y, y_true=y[0], corrupted=torch.zeros_like(y, dtype=torch.bool), seeds=seeds, max_epochs=max_epochs,
+        stops=[lambda history: False] * len(seeds), optimizer="adam", learning_rate=1e-3, batch_size=16, device="cpu", progress=False,
+    )
+    return models, results
+
+
 def test_leaving_the_stack_keeps_each_remaining_runs_adam_state():
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 1, 8, 8, generator=generator), torch.randint(0, 10, (3, 64), generator=generator)
+    # Run 1 leaves after 2 epochs; runs 0 and 2 go on to 4, as a stack of those two alone does.
+    three, results = stacked_result([0, 1, 2], [4, 2, 4], x, y)
+    two, _ = stacked_result([0, 2], 4, x, y[[0, 2]])
+    assert [r.epochs for r in results] == [4, 2, 4]
+    for kept, alone in zip([three[0], three[2]], two):
+        for name, value in alone.state_dict().items():
+            torch.testing.assert_close(kept.state_dict()[name], value, rtol=1e-5, atol=1e-6)
 
-    x, y = torch.randn(3, 4, 32, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.randint(0, 10, (3, 4, 32))
-    config, cpu = RunConfig(optimizer="adam", learning_rate=1e-3), torch.device("cpu")
 
-    def step(stack, runs_, i):
-        logits = stack.logits(x[runs_, i], shared=False)
-        stack.optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(logits.flatten(0, 1), y[runs_, i].flatten(), reduction="none").view(len(runs_), -1).mean(1).sum().backward()
-        stack.optimizer.step()
+def test_a_stacked_run_is_the_run_trained_alone_from_the_same_tensors():
+    generator = torch.Generator().manual_seed(1)
+    x, y = torch.randn(64, 1, 8, 8, generator=generator), torch.randint(0, 10, (2, 64), generator=generator)
+    models, results = stacked_result([3, 4], 3, x, y)
+    alone = seeded_mlps([4])[0]
+    result = training.train(alone, x, y[1], stop=lambda history: False, optimizer="adam", learning_rate=1e-3, batch_size=16, max_epochs=3, seed=4, device="cpu", progress=False)
+    np.testing.assert_allclose(results[1].history["loss"], result.history["loss"], rtol=1e-5)
+    torch.testing.assert_close(results[1].learned_epoch, result.learned_epoch)
+    for name, value in alone.state_dict().items():
+        torch.testing.assert_close(models[1].state_dict()[name], value, rtol=1e-4, atol=1e-4)  # Adam: see the note above
 
-    three, two = _Stack(config, seeded_mlps([0, 1, 2]), x[0, 0], cpu), _Stack(config, seeded_mlps([0, 2]), x[0, 0], cpu)
-    for i in range(3):
-        step(three, [0, 1, 2], i)
-        step(two, [0, 2], i)
-    three.keep(torch.tensor([0, 2]))
-    step(three, [0, 2], 3)
-    step(two, [0, 2], 3)
-    assert three.runs.tolist() == [0, 2]
-    for name, value in two.params.items():
-        torch.testing.assert_close(three.params[name], value, rtol=1e-5, atol=1e-6)
+
+@pytest.mark.parametrize("dropout, message", [(0.3, "dropout 0.3: vmap would draw other dropout masks")])
+def test_the_stacked_trainer_refuses_models_it_would_train_otherwise(dropout, message):
+    models = [build_model("mlp", (1, 8, 8), 10, dropout=dropout) for _ in range(2)]
+    y = torch.zeros(2, 8, dtype=torch.int64)
+    with pytest.raises(ValueError, match=message):
+        stacked.train_stacked(models, torch.zeros(8, 1, 8, 8), y, y_true=y[0], corrupted=y.bool(), seeds=[0, 1], device="cpu")
+    with pytest.raises(ValueError, match="seeds gives 1 values for 2 runs"):
+        stacked.train_stacked(seeded_mlps([0, 1]), torch.zeros(8, 1, 8, 8), y, y_true=y[0], corrupted=y.bool(), seeds=[0], device="cpu")
 
 
 def test_the_command_line_trains_a_grid_stacked_that_the_report_reads(tmp_path, capsys):
-    stacked.main([str(tmp_path), "--degrees", "0", "0.4", "--seeds", "0", "1", "--subset", "200", "--max-epochs", "2", "--no-progress"])
+    runs.main([str(tmp_path), "--degrees", "0", "0.4", "--seeds", "0", "1", "--subset", "200", "--max-epochs", "2", "--no-progress"])
     out = capsys.readouterr().out
     assert "4 runs in" in out and "0.4" in out
     found = report.trained_runs(tmp_path)
@@ -180,5 +200,5 @@ def test_the_command_line_trains_a_grid_stacked_that_the_report_reads(tmp_path, 
 
 def test_the_command_line_names_a_bad_dataset(capsys):
     with pytest.raises(SystemExit):
-        stacked.main(["unused", "--dataset", "imagenet"])
+        runs.main(["unused", "--dataset", "imagenet"])
     assert "imagenet" in capsys.readouterr().err

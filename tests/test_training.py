@@ -7,7 +7,7 @@ from memnotebooks.data import load_dataset
 from memnotebooks.models import build_model
 from memnotebooks.devices import resolve_device
 from memnotebooks.paper import paper_settings
-from memnotebooks.training import EarlyStopping, StopAtTarget, epoch_orders, history_row, train
+from memnotebooks.training import EarlyStopping, StopAtTarget, epoch_orders, history_row, learned_since, train
 
 DIGITS = load_dataset("digits")
 
@@ -51,12 +51,10 @@ def test_memorizes_corrupted_digits_to_the_target():
 
 
 def test_learned_epoch_is_the_start_of_the_last_fitted_streak():
-    from memnotebooks.training import _learned_since
-
     fitted = torch.tensor([[0, 1, 1, 0], [1, 1, 0, 0], [1, 0, 1, 0]], dtype=torch.bool)  # epochs 0, 1, 2 × 4 points
     learned = torch.full((4,), -1)
     for epoch, row in enumerate(fitted):
-        learned = _learned_since(learned, row, epoch)
+        learned = learned_since(learned, row, epoch)
     # fitted from epoch 1 on / forgotten at the end / forgotten, then refitted at 2 / never fitted
     assert learned.tolist() == [1, -1, 2, -1]
 
@@ -180,3 +178,25 @@ def test_no_progress_bar_is_drawn_in_a_batch_execution(capsys):
     assert "epochs" not in capsys.readouterr().err
     fit(corrupted(0.4), max_epochs=2, progress=True)
     assert "epochs" in capsys.readouterr().err
+
+
+def test_after_epoch_sees_every_epoch_and_training_goes_on_from_its_edits():
+    seen = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        donor = build_model("mlp", DIGITS.input_shape, 10)
+
+    def edit(epoch, model, history):
+        seen.append((epoch, len(history), history[-1]["epoch"]))
+        if epoch == 1:
+            model.load_state_dict(donor.state_dict())
+
+    network = build_model("mlp", DIGITS.input_shape, 10)
+    # A learning rate too small to move the weights: what the model ends with is the edit.
+    result = train(network, DIGITS.x_train, DIGITS.y_train, stop=lambda history: False, after_epoch=edit, optimizer="sgd",
+                   learning_rate=1e-12, momentum=0.0, max_epochs=3, device="cpu", progress=False, evaluation_sets={"test": (DIGITS.x_test, DIGITS.y_test)})
+    assert seen == [(0, 1, 0), (1, 2, 1), (2, 3, 2), (3, 4, 3)]
+    for name, value in donor.state_dict().items():
+        torch.testing.assert_close(network.state_dict()[name], value)
+    donor_accuracy = float((donor(DIGITS.x_test).argmax(1) == DIGITS.y_test).float().mean())
+    assert result.history.test_accuracy.iloc[-1] == pytest.approx(donor_accuracy, abs=1e-6) != result.history.test_accuracy.iloc[1]
