@@ -16,6 +16,7 @@ import functools
 import gzip
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +27,12 @@ from sklearn.model_selection import train_test_split
 from torchvision import datasets as tv_datasets
 from torchvision.datasets.folder import default_loader
 
+from .checks import one_of
 from .store import atomic_write
 
 __all__ = [
     "DATASETS",
+    "DatasetEntry",
     "VALIDATION_FRACTION",
     "VALIDATION_SEED",
     "Dataset",
@@ -39,8 +42,38 @@ __all__ = [
     "validation_split",
 ]
 
-DATASETS = ("digits", "fashion_mnist", "mnist", "cifar10", "cifar100", "tiny_imagenet")
-"""Names accepted by :func:`load_dataset`."""
+@dataclass(frozen=True)
+class DatasetEntry:
+    """What the package knows of one dataset: one entry of :data:`DATASETS`.
+
+    Attributes
+    ----------
+    load : callable
+        ``load(root, download)`` to ``(x_train, y_train, x_test, y_test, classes)``, images
+        normalized as :func:`load_dataset` returns them.
+    n_classes : int
+    target_accuracy : float
+        The training accuracy on the given labels at which the paper stops training on it
+        (1.0 for a set the paper did not use).
+    paper_name : str or None
+        Its name in the paper's table, ``None`` if the paper did not use it.
+    """
+
+    load: Callable
+    n_classes: int
+    target_accuracy: float
+    paper_name: str | None = None
+
+
+DATASETS = {
+    "digits": DatasetEntry(lambda root, download: _load_digits(), 10, 1.0),
+    "fashion_mnist": DatasetEntry(lambda root, download: _load_idx(tv_datasets.FashionMNIST, root, download), 10, 0.991, "FashionMNIST"),
+    "mnist": DatasetEntry(lambda root, download: _load_idx(tv_datasets.MNIST, root, download), 10, 0.999, "MNIST"),
+    "cifar10": DatasetEntry(lambda root, download: _load_cifar(tv_datasets.CIFAR10, root, download), 10, 1.0, "CIFAR10"),
+    "cifar100": DatasetEntry(lambda root, download: _load_cifar(tv_datasets.CIFAR100, root, download), 100, 0.991, "CIFAR100"),
+    "tiny_imagenet": DatasetEntry(lambda root, download: _load_tiny_imagenet(root), 200, 0.999, "TinyImageNet"),
+}
+"""The datasets :func:`load_dataset` reads, by name; adding one is one entry here."""
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 """Where Debian's ``dataset-fashion-mnist`` package installs the gzipped IDX files."""
@@ -157,18 +190,9 @@ def load_dataset(
     -------
     Dataset
     """
-    if name not in DATASETS:
-        raise ValueError(f"Unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}.")
+    entry = DATASETS[one_of("dataset", name, DATASETS)]
     root = Path(root) if root is not None else default_root()
-    loaders = {
-        "digits": lambda: _load_digits(),
-        "fashion_mnist": lambda: _load_idx(tv_datasets.FashionMNIST, root, download),
-        "mnist": lambda: _load_idx(tv_datasets.MNIST, root, download),
-        "cifar10": lambda: _load_cifar(tv_datasets.CIFAR10, root, download),
-        "cifar100": lambda: _load_cifar(tv_datasets.CIFAR100, root, download),
-        "tiny_imagenet": lambda: _load_tiny_imagenet(root),
-    }
-    x_train, y_train, x_test, y_test, classes = loaders[name]()
+    x_train, y_train, x_test, y_test, classes = entry.load(root, download)
     if subset is not None:
         x_train, y_train = _stratified_subset(x_train, y_train, subset, seed, "subset")
     if test_subset is not None:

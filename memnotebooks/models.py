@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
-__all__ = ["MODELS", "MLP", "CNN", "AlexNet", "ResNet18", "build_model", "check_dropout", "check_width", "evaluation_mode", "probe_layers", "rewind", "weight_layers"]
+from .checks import integer, one_of, real
+
+__all__ = ["MODELS", "ModelEntry", "MLP", "CNN", "AlexNet", "ResNet18", "build_model", "check_dropout", "check_width", "evaluation_mode", "probe_layers", "rewind", "weight_layers"]
 
 
 def _dense(in_features: int, out_features: int, dropout: float = 0.0) -> nn.Sequential:
@@ -31,17 +34,13 @@ def _dense(in_features: int, out_features: int, dropout: float = 0.0) -> nn.Sequ
 
 def check_dropout(dropout) -> float:
     """``dropout`` as a float if it is a rate in [0, 1), else a ValueError naming it."""
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be a rate in [0, 1), got {dropout!r}.")
-    return float(dropout)
+    return real("dropout", dropout, 0, 1, high_open=True)
 
 
 def check_width(width) -> float:
     """``width`` as a float if it is a positive multiplier of the hidden widths, else a
     ValueError naming it."""
-    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
-        raise ValueError(f"width must be a positive multiplier of the hidden layers' widths, got {width!r}.")
-    return float(width)
+    return real("width (a multiplier of the hidden layers' widths)", width, 0, low_open=True)
 
 
 def _scaled(size: int, width: float) -> int:
@@ -193,8 +192,37 @@ class ResNet18(ResNet):
         self.probe_layers = {name: name for name in names}
 
 
-MODELS = {"mlp": MLP, "cnn": CNN, "alexnet": AlexNet, "resnet18": ResNet18}
-"""Model names accepted by :func:`build_model`."""
+@dataclass(frozen=True)
+class ModelEntry:
+    """What the package knows of one architecture: one entry of :data:`MODELS`.
+
+    Attributes
+    ----------
+    build : type
+        The ``nn.Module`` class, called as ``build(input_shape, num_classes, **options)``.
+    options : tuple of str
+        The keyword options it takes (:func:`build_model` refuses others by name).
+    paper_name : str
+        Its name in the paper's table (:func:`memnotebooks.paper.paper_table`).
+    paper_settings : dict
+        ``optimizer``, ``learning_rate``, ``momentum`` and ``batch_size`` as the paper trains it
+        (DESIGN §2); :func:`memnotebooks.paper.paper_settings` adjusts them per dataset.
+    """
+
+    build: type
+    options: tuple[str, ...]
+    paper_name: str
+    paper_settings: dict = field(default_factory=dict)
+
+
+MODELS = {
+    "mlp": ModelEntry(MLP, ("hidden_sizes", "dropout", "width"), "MLP", {"optimizer": "sgd", "learning_rate": 1e-3, "momentum": 0.9, "batch_size": 32}),
+    "cnn": ModelEntry(CNN, ("dropout", "width"), "CNN", {"optimizer": "adam", "learning_rate": 2e-4, "momentum": 0.0, "batch_size": 128}),
+    # The paper gives no batch size for AlexNet and ResNet-18: 128.
+    "alexnet": ModelEntry(AlexNet, ("variant",), "AlexNet", {"optimizer": "adam", "learning_rate": 1e-4, "momentum": 0.0, "batch_size": 128}),
+    "resnet18": ModelEntry(ResNet18, (), "ResNet18", {"optimizer": "sgd", "learning_rate": 1e-3, "momentum": 0.9, "batch_size": 128}),
+}
+"""The architectures :func:`build_model` builds, by name; adding one is one entry here."""
 
 
 def build_model(name: str, input_shape, num_classes: int, **kwargs) -> nn.Module:
@@ -207,22 +235,22 @@ def build_model(name: str, input_shape, num_classes: int, **kwargs) -> nn.Module
         ``(channels, height, width)`` of one input.
     num_classes : int
     **kwargs
-        Passed to the model's constructor (``hidden_sizes``, ``dropout`` and ``width`` for the
-        MLP, ``dropout`` and ``width`` for the CNN, ``variant`` for AlexNet).
+        The model's options (:attr:`ModelEntry.options`: ``hidden_sizes``, ``dropout`` and
+        ``width`` for the MLP, ``dropout`` and ``width`` for the CNN, ``variant`` for AlexNet).
 
     Raises
     ------
     ValueError
-        For an unknown name or an input shape the architecture cannot take.
+        For an unknown name or option, or an input shape the architecture cannot take.
     """
-    if name not in MODELS:
-        raise ValueError(f"Unknown model {name!r}; choose one of: {', '.join(MODELS)}.")
+    entry = MODELS[one_of("model", name, MODELS)]
+    for option in kwargs:
+        if option not in entry.options:
+            raise ValueError(f"Model {name!r} takes no option {option!r}; its options are: {', '.join(entry.options) or 'none'}.")
     input_shape = tuple(int(s) for s in input_shape)
     if len(input_shape) != 3 or min(input_shape) < 1:
         raise ValueError(f"input_shape must be (channels, height, width), got {input_shape}.")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}.")
-    return MODELS[name](input_shape, num_classes, **kwargs)
+    return entry.build(input_shape, integer("num_classes", num_classes, low=2), **kwargs)
 
 
 def probe_layers(model: nn.Module) -> list[str]:

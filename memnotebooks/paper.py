@@ -14,6 +14,10 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from .checks import one_of
+from .data import DATASETS
+from .models import MODELS
+
 __all__ = [
     "MEASURES",
     "OPTIMIZER_NAMES",
@@ -27,38 +31,25 @@ __all__ = [
     "paper_table",
 ]
 
-PAPER_SETTINGS = {
-    "mlp": {"optimizer": "sgd", "learning_rate": 1e-3, "momentum": 0.9, "batch_size": 32},
-    "cnn": {"optimizer": "adam", "learning_rate": 2e-4, "momentum": 0.0, "batch_size": 128},
-    "alexnet": {"optimizer": "adam", "learning_rate": 1e-4, "momentum": 0.0, "batch_size": 128},
-    "resnet18": {"optimizer": "sgd", "learning_rate": 1e-3, "momentum": 0.9, "batch_size": 128},
-}
-"""Optimizer, learning rate, momentum and batch size of the paper, per model (DESIGN §2).
+PAPER_SETTINGS = {name: dict(entry.paper_settings) for name, entry in MODELS.items()}
+"""Optimizer, learning rate, momentum and batch size of the paper, per model (DESIGN §2), as the
+model entries carry them (:class:`memnotebooks.models.ModelEntry`).
 
-The CNN uses batch 32 on CIFAR-10; the paper gives no batch size for AlexNet and ResNet-18, so
-they use 128. On the embedded ``digits`` set (1,347 training images) every model uses Adam with
-learning rate 1e-3 and batch 128: the MLP then memorizes degree 0.8 in about 50 epochs, twice as
-fast on a 2-core CPU as with batch 32 and with the same test accuracy (measured while building).
+The CNN uses batch 32 on CIFAR-10. On the embedded ``digits`` set (1,347 training images) every
+model uses Adam with learning rate 1e-3 and batch 128: the MLP then memorizes degree 0.8 in about
+50 epochs, twice as fast on a 2-core CPU as with batch 32 and with the same test accuracy
+(measured while building).
 """
 
-TARGET_ACCURACY = {
-    "digits": 1.0,
-    "mnist": 0.999,
-    "fashion_mnist": 0.991,
-    "cifar10": 1.0,
-    "cifar100": 0.991,
-    "tiny_imagenet": 0.999,
-}
-"""Training accuracy on the given labels at which training stops, per dataset (the paper's)."""
+TARGET_ACCURACY = {name: entry.target_accuracy for name, entry in DATASETS.items()}
+"""Training accuracy on the given labels at which training stops, per dataset (the paper's), as
+the dataset entries carry them (:class:`memnotebooks.data.DatasetEntry`)."""
 
 
 def paper_settings(model: str, dataset: str) -> dict:
     """The paper's optimizer settings and target accuracy for a model on a dataset."""
-    if model not in PAPER_SETTINGS:
-        raise ValueError(f"Unknown model {model!r}; choose one of: {', '.join(PAPER_SETTINGS)}.")
-    if dataset not in TARGET_ACCURACY:
-        raise ValueError(f"Unknown dataset {dataset!r}; choose one of: {', '.join(TARGET_ACCURACY)}.")
-    settings = dict(PAPER_SETTINGS[model])
+    settings = dict(PAPER_SETTINGS[one_of("model", model, MODELS)])
+    one_of("dataset", dataset, DATASETS)
     if dataset == "digits":
         settings.update(optimizer="adam", learning_rate=1e-3, momentum=0.0, batch_size=128)
     elif model == "cnn" and dataset == "cifar10":
@@ -72,16 +63,10 @@ PAPER_SEEDS = 3
 
 
 PAPER_NAMES = {
-    "model": {"mlp": "MLP", "cnn": "CNN", "alexnet": "AlexNet", "resnet18": "ResNet18"},
-    "dataset": {
-        "mnist": "MNIST",
-        "fashion_mnist": "FashionMNIST",
-        "cifar10": "CIFAR10",
-        "cifar100": "CIFAR100",
-        "tiny_imagenet": "TinyImageNet",
-    },
+    "model": {name: entry.paper_name for name, entry in MODELS.items()},
+    "dataset": {name: entry.paper_name for name, entry in DATASETS.items() if entry.paper_name},
 }
-"""This package's model and dataset names, and the paper's."""
+"""This package's model and dataset names, and the paper's (from the registries' entries)."""
 
 
 def paper_table() -> pd.DataFrame:

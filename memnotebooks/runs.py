@@ -91,7 +91,6 @@ MODEL_FIELDS = ("model", "dropout", "width", "seed")
 
 _INTEGER_FIELDS = {"seed": None, "subset": 1, "test_subset": 1, "batch_size": 1, "max_epochs": 0}  # name: lowest value
 _REAL_FIELDS = ("learning_rate", "momentum", "target_accuracy", "dropout", "weight_decay", "width")
-_OWN_MODELS = ("mlp", "cnn")  # built here, so they take a dropout rate and a width
 
 
 @dataclass(frozen=True)
@@ -166,10 +165,10 @@ class RunConfig:
         set_("dropout", check_dropout(self.dropout))
         set_("width", check_width(self.width))
         set_("weight_decay", check_weight_decay(self.weight_decay))
-        if self.dropout and self.model not in _OWN_MODELS:
-            raise ValueError(f"dropout is built into models {', '.join(_OWN_MODELS)} only, not {self.model!r}.")
-        if self.width != 1 and self.model not in _OWN_MODELS:
-            raise ValueError(f"width scales models {', '.join(_OWN_MODELS)} only, not {self.model!r}.")
+        for option, value, default in (("dropout", self.dropout, 0.0), ("width", self.width, 1.0)):
+            takers = [name for name, entry in MODELS.items() if option in entry.options]
+            if value != default and self.model not in takers:
+                raise ValueError(f"{option} {value:g} is an option of models {', '.join(takers)} only, not of {self.model!r}.")
 
     def to_dict(self) -> dict:
         """The fields as a JSON-ready dict."""

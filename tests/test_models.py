@@ -97,7 +97,7 @@ def test_dropout_follows_each_dense_layer_and_rate_zero_is_the_papers_model(mode
     x = torch.randn(4, 1, 28, 28)
     dropped.eval()
     assert torch.equal(dropped(x), plain.eval()(x))  # same weights; dropout is off in evaluation
-    with pytest.raises(ValueError, match=r"dropout must be a rate in \[0, 1\), got 1"):
+    with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\), got 1"):
         build_model(model_name, (1, 28, 28), 10, dropout=1)
 
 
@@ -106,5 +106,14 @@ def test_width_scales_every_hidden_layer_of_the_cnn():
     assert [m.out_channels for m in half.features if isinstance(m, torch.nn.Conv2d)] == [8, 8, 16, 16, 32, 32]
     assert half.fc1[0].in_features == 32 * 3 * 3 and half.classifier.in_features == 125
     assert half(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
-    with pytest.raises(ValueError, match="width must be a positive multiplier of the hidden layers' widths, got -1"):
+    with pytest.raises(ValueError, match=r"width \(a multiplier of the hidden layers' widths\) must be a number > 0, got -1"):
         build_model("cnn", (1, 28, 28), 10, width=-1)
+
+
+def test_build_model_names_the_options_a_model_takes():
+    with pytest.raises(ValueError, match="Model 'resnet18' takes no option 'dropout'; its options are: none"):
+        build_model("resnet18", (3, 32, 32), 10, dropout=0.5)
+    with pytest.raises(ValueError, match="Model 'alexnet' takes no option 'width'; its options are: variant"):
+        build_model("alexnet", (3, 32, 32), 10, width=2)
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 2, got 1"):
+        build_model("mlp", (1, 8, 8), 1)

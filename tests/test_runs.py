@@ -49,11 +49,13 @@ def test_the_default_key_is_stable():
         ({"corruption_degree": 2}, r"corruption degree must be a number in \[0, 1\], got 2"),
         ({"seed": 0.5}, "seed must be an integer, got 0.5"),
         ({"learning_rate": "fast"}, "learning_rate must be a number, got 'fast'"),
-        ({"dropout": 1.0}, r"dropout must be a rate in \[0, 1\), got 1.0"),
-        ({"model": "resnet18", "dropout": 0.5}, "dropout is built into models mlp, cnn only, not 'resnet18'"),
+        ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\), got 1.0"),
+        ({"model": "resnet18", "dropout": 0.5}, "dropout 0.5 is an option of models mlp, cnn only, not of 'resnet18'"),
         ({"weight_decay": -0.1}, "weight_decay must be a number >= 0, got -0.1"),
-        ({"width": 0}, "width must be a positive multiplier of the hidden layers' widths, got 0.0"),
-        ({"model": "alexnet", "width": 2}, "width scales models mlp, cnn only, not 'alexnet'"),
+        ({"width": 0}, r"width \(a multiplier of the hidden layers' widths\) must be a number > 0, got 0.0"),
+        ({"model": "alexnet", "width": 2}, "width 2 is an option of models mlp, cnn only, not of 'alexnet'"),
+        ({"max_epochs": -1}, "max_epochs must be an integer >= 0, got -1"),
+        ({"checkpoint_epochs": 5}, r"checkpoint_epochs must be a list of epochs \(integers >= 0\), got 5"),
     ],
 )
 def test_bad_configs_are_rejected(changes, message):
