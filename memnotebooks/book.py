@@ -20,7 +20,7 @@ from pathlib import Path
 from .progress import without_progress_bars
 from .store import atomic_write
 
-__all__ = ["chapters", "chapter_parameters", "execute_chapter", "execute_chapters", "stage", "build_html", "main"]
+__all__ = ["chapters", "chapter_parameters", "check_parameters", "execute_chapter", "execute_chapters", "stage", "build_html", "main"]
 
 BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
 
@@ -56,6 +56,70 @@ def chapter_parameters(notebook: Path) -> set[str]:
     import papermill
 
     return set(papermill.inspect_notebook(str(notebook)))
+
+
+def _kind(default) -> tuple[type, ...] | None:
+    """The types a parameter with this default may take (None: any)."""
+    if default is None:
+        return None
+    if isinstance(default, bool):
+        return (bool,)
+    if isinstance(default, int):
+        return (int,)
+    if isinstance(default, float):
+        return (int, float)
+    return (type(default),) if not isinstance(default, (list, tuple)) else (list, tuple)
+
+
+def _is(value, kinds: tuple[type, ...]) -> bool:
+    # bool is an int to Python; neither stands for the other here.
+    return isinstance(value, kinds) and isinstance(value, bool) == (kinds == (bool,))
+
+
+def _kind_name(kinds: tuple[type, ...]) -> str:
+    return {(bool,): "True or False", (int,): "an integer", (int, float): "a number", (str,): "a string", (list, tuple): "a list", (dict,): "a mapping"}.get(kinds, kinds[0].__name__)
+
+
+def check_parameters(notebook: str | os.PathLike, values: dict) -> None:
+    """Refuse a chapter parameter of another type than its default's, naming what was expected.
+
+    A chapter calls it first, with its own file name and ``globals()``, so that a value of the
+    wrong type (papermill's ``-p`` passes ``'[1.5]'`` as text; lists go with ``-y``) is an error
+    that says so rather than a traceback from deep inside the chapter. Parameters whose default is
+    ``None`` take any value; lists are checked element by element against the default's first.
+
+    Parameters
+    ----------
+    notebook : path
+        The chapter (its ``parameters`` cell gives the defaults).
+    values : dict
+        The chapter's namespace (``globals()``), holding the parameters' values.
+
+    Raises
+    ------
+    TypeError
+        Naming the parameter, what it takes, the value given and how to pass a list.
+    """
+    import ast
+
+    import papermill
+
+    for name, declared in papermill.inspect_notebook(str(notebook)).items():
+        default, value = ast.literal_eval(declared["default"]), values[name]
+        kinds = _kind(default)
+        if kinds is None:
+            continue
+        wrong = not _is(value, kinds)
+        kinds_text = _kind_name(kinds)
+        element = _kind(default[0]) if kinds == (list, tuple) and default else None
+        if element is not None:
+            kinds_text = f"a list of {_kind_name(element).removeprefix('a ').removeprefix('an ')}s"
+            wrong = wrong or not all(_is(v, element) for v in value)
+        if wrong:
+            hint = ""
+            if isinstance(value, str):
+                hint = f" papermill's -p passes text; pass it as YAML with -y, e.g. papermill {Path(notebook).name} out.ipynb -y '{name}: {default!r}'."
+            raise TypeError(f"Parameter {name} of {Path(notebook).name} takes {kinds_text} like its default {default!r}, got {value!r} ({type(value).__name__}).{hint}")
 
 
 def execute_chapters(

@@ -1,4 +1,4 @@
-"""One configuration, one cached run: what the chapters and the sweeps call.
+"""Runs: one configuration, one cached run, and grids of them; what the chapters and the sweeps call.
 
 A :class:`RunConfig` names everything that determines a trained model (dataset, model, corruption
 degree and mode, seed, subset sizes, optimizer settings, epoch cap). :func:`run` returns the run
@@ -6,8 +6,10 @@ from ``<artifacts>/<config key>/`` when it is there and trains it otherwise, so 
 runs: chapter 03 probes the models that chapter 02 trained.
 
 A run folder holds ``config.json``, ``model.pt`` (the final weights), ``history.csv`` (per
-epoch), ``labels.npz`` (the labels trained on and the corruption mask), ``summary.json`` and,
-when asked for, ``checkpoints.pt``; results derived from the run (evaluation tables, ...) are
+epoch), ``labels.npz`` (the labels trained on and the corruption mask), ``examples.npz`` (each
+training point's epoch of learning, each epoch's test predictions), ``summary.json`` and, when
+asked for, ``checkpoints.pt``; :func:`write_run` and :func:`read_run` are its one writer and
+reader, whichever trainer trained the run. Results derived from the run (evaluation tables, ...) are
 stored beside them by :func:`memnotebooks.store.cached_table`, keyed by their own recipe. The
 folder is written by :func:`memnotebooks.store.atomic_write`, so an interrupted run leaves
 nothing a later one would trust, and :func:`is_complete` can tell a finished run from its key
@@ -16,6 +18,11 @@ alone, without loading any data.
 A cached run is checked when it is read: its stored configuration and training labels must equal
 what the current code derives for the configuration, or :class:`~memnotebooks.store.StaleArtifactError`
 is raised. Old weights are never paired with new labels.
+
+:func:`run_grid` gives the runs of a configuration at several degrees and seeds; with
+``stacked=True`` the missing ones first train as stacked models (:mod:`memnotebooks.stacked`,
+grouped by :func:`stacking_groups`), and ``python -m memnotebooks.runs`` does that from a shell.
+How a run trains comes from one place, :meth:`RunConfig.training_settings`.
 
 The device is deliberately not part of the key: a run trained on a GPU is read back on a CPU
 (that is how full-size results reach the book), and ``summary.json`` records where it was

@@ -76,7 +76,13 @@ def load_sweep(path: str | os.PathLike) -> dict:
     """A sweep file read and checked for its keys (``name``, ``chapters``, ``parameters``, ``grid``)."""
     import yaml
 
-    sweep = yaml.safe_load(Path(path).read_text()) or {}
+    if not Path(path).is_file():
+        near = sorted(p.name for p in Path(path).parent.glob("*.yaml")) if Path(path).parent.is_dir() else []
+        raise ValueError(f"No sweep file {str(path)!r}" + (f"; {Path(path).parent} holds: {', '.join(near)}." if near else "."))
+    try:
+        sweep = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path} is not valid YAML: {error}") from None
     if not isinstance(sweep, dict):
         raise ValueError(f"{path}: a sweep file is a mapping with the keys {sorted(_KEYS)}.")
     unknown = sorted(set(sweep) - _KEYS)

@@ -56,6 +56,17 @@ def test_bad_sweep_files(tmp_path):
         sweep.load_sweep(write(tmp_path / "c.yaml", "grids: {seeds: [[0]]}\n"))
     with pytest.raises(ValueError, match="grid values of 'seeds' must be a non-empty list, got 0"):
         sweep.load_sweep(write(tmp_path / "d.yaml", "grid: {seeds: 0}\n"))
+    with pytest.raises(ValueError, match=r"e.yaml is not valid YAML"):
+        sweep.load_sweep(write(tmp_path / "e.yaml", "grid: {seeds: [0\n"))
+
+
+def test_a_missing_sweep_file_is_named_without_a_traceback(tmp_path, capsys):
+    write(tmp_path / "paper.yaml", "chapters: [01_corruption]\n")
+    with pytest.raises(SystemExit) as exit_:
+        sweep.main([str(tmp_path / "missing.yaml")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert f"No sweep file '{tmp_path / 'missing.yaml'}'; {tmp_path} holds: paper.yaml" in err
 
 
 def start_time(notebook: Path) -> str:
