@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .prose import mean_std, number
+
 __all__ = [
     "MODES",
     "CorruptedLabels",
@@ -292,8 +294,6 @@ def expected_gap(table: pd.DataFrame, n_samples: int) -> pd.DataFrame:
 def wrong_fraction_summary(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """:func:`corruption_table` as text: per mode (rows, and ``expected p(C-1)/C``) and degree
     (columns ``p = ...``), the wrong fraction's mean ± sd over seeds."""
-    from .prose import mean_std, number
-
     cells = table.groupby(["mode", "corruption_degree"], sort=False)["wrong_fraction"].agg(lambda v: mean_std(v.to_numpy(), digits))
     wide = cells.unstack("corruption_degree").reindex(list(dict.fromkeys(table["mode"])))
     expected = table.dropna(subset="expected_wrong_fraction").groupby("corruption_degree")["expected_wrong_fraction"].first()

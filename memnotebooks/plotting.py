@@ -13,6 +13,7 @@ import pandas as pd
 import seaborn as sns
 
 from .probes import PROBE_NAMES
+from .relabel import BEFORE, METHOD_NAMES, scores as relabel_scores
 
 __all__ = [
     "ACCURACY_LABELS",
@@ -198,7 +199,7 @@ def _in_layer_order(table: pd.DataFrame) -> pd.DataFrame:
 def layer_geometry(geometry: pd.DataFrame):
     """Subspace dimension share, participation ratio and class overlap per layer and degree.
 
-    ``geometry`` is :func:`memnotebooks.evaluation.geometry_table`'s output for several runs
+    ``geometry`` is :func:`memnotebooks.layer_geometry.geometry_table`'s output for several runs
     (one row per run, layer and class); lines are means over classes and seeds, bands one
     standard deviation over them. Panels: ``k / min(n_c, d)`` (the dimension as a share of the
     most it can be, the rank of the class's points), the participation ratio, and the first
@@ -233,10 +234,10 @@ def layer_geometry(geometry: pd.DataFrame):
 def decoding_by_layer(evaluation: pd.DataFrame, network: pd.DataFrame, split: str = "test", column: str = "test_accuracy"):
     """MASC test accuracy per layer, with corrupted and true subspaces, against the model's own.
 
-    ``evaluation`` is :func:`memnotebooks.evaluation.layerwise_evaluation`'s output (MASC rows)
+    ``evaluation`` is :func:`memnotebooks.decoding.layerwise_evaluation`'s output (MASC rows)
     for several runs, scored on ``split``; ``network`` a table with ``corruption_degree`` and the
     network's accuracy in ``column`` (:func:`memnotebooks.runs.summary_table`'s, or the
-    ``network, final`` rows of :func:`memnotebooks.evaluation.baseline_scores` with
+    ``network, final`` rows of :func:`memnotebooks.baselines.baseline_scores` with
     ``column="accuracy"``, on the holdout). One panel per corruption degree; the dashed line is
     the network's accuracy (mean over seeds).
     """
@@ -273,7 +274,7 @@ def probe_comparison(evaluation: pd.DataFrame, ax=None, split: str = "test"):
 def baselines(scores: pd.DataFrame, baselines=None, ax=None):
     """Accuracy of each baseline against the corruption degree, mean and spread over seeds.
 
-    ``scores`` is :func:`memnotebooks.evaluation.baseline_scores`' output; ``baselines`` picks
+    ``scores`` is :func:`memnotebooks.baselines.baseline_scores`' output; ``baselines`` picks
     and orders the lines (default all).
     """
     ax = _axes(ax, (7.5, 4.2))
@@ -288,13 +289,13 @@ def baselines(scores: pd.DataFrame, baselines=None, ax=None):
 
 
 SINGLE_DIRECTION = "single direction"
-"""The :func:`memnotebooks.evaluation.threshold_scores` setting of one direction per class."""
+"""The :func:`memnotebooks.decoding.threshold_scores` setting of one direction per class."""
 
 
 def threshold_sweep(scores: pd.DataFrame):
     """MASC's best-hidden-layer accuracy (validated) against the variance threshold t, per degree.
 
-    ``scores`` is :func:`memnotebooks.evaluation.threshold_scores`' output; one panel per set of
+    ``scores`` is :func:`memnotebooks.decoding.threshold_scores`' output; one panel per set of
     fitting labels. Lines join the thresholds; one direction per class, the limit t → 0, is a
     point of its own at t = 0, not joined to them (it is not a threshold beyond the largest).
     Points are means over seeds, bars one standard deviation.
@@ -344,9 +345,7 @@ def relabel_accuracy(table: pd.DataFrame, methods=None, ax=None):
     ``table`` is :func:`memnotebooks.relabel.relabel_grid`'s output (or several, stacked);
     ``methods`` picks and orders the rows by method code (default all).
     """
-    from .relabel import BEFORE, scores  # plotting stays importable without training code
-
-    tidy = scores(table)
+    tidy = relabel_scores(table)
     if methods is not None:
         tidy = tidy[(tidy.baseline == BEFORE) | tidy.method.isin(list(methods))]
         tidy = tidy.assign(order=tidy.method.map({m: i for i, m in enumerate(methods)}).fillna(-1)).sort_values("order", kind="stable")
@@ -365,8 +364,6 @@ def relabel_labels(table: pd.DataFrame, methods=None):
     """What each method does to the training labels, per degree: the panels of
     :data:`RELABEL_STATISTICS`, bars the mean over seeds, error bars their spread; methods in
     words (:data:`memnotebooks.relabel.METHOD_NAMES`)."""
-    from .relabel import METHOD_NAMES
-
     order = list(methods or table.method.unique())
     shown = table[table.method.isin(order)].drop_duplicates(["dataset", "model", "corruption_degree", "seed", "method"])
     shown = shown.assign(method=shown.method.map(lambda m: METHOD_NAMES.get(m, m)))
@@ -531,7 +528,7 @@ def manifold_layers(table: pd.DataFrame, hue: str = "epoch"):
     layer, one line per value of ``hue`` (the epoch by default); mean over the classes (and
     seeds), with a band of one standard deviation over them.
 
-    ``table`` is :func:`memnotebooks.dynamics.manifold_table`'s output.
+    ``table`` is :func:`memnotebooks.layer_manifolds.manifold_table`'s output.
     """
     names = table.drop_duplicates("layer_index").sort_values("layer_index").layer.tolist()
     long = table.melt(id_vars=["layer_index", "group", hue], value_vars=list(MANIFOLD_MEASURES), var_name="measure")

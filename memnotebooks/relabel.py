@@ -76,11 +76,12 @@ import torch
 
 from .activations import check_layers, extract_activations
 from .data import VALIDATION_FRACTION, VALIDATION_SEED, validation_split
-from .evaluation import difference_table, evaluate_layer, mean_std_table, paired_differences
+from .decoding import evaluate_layer
 from .masc import check_variance_threshold
 from .probes import PROBE_NAMES, PROBES, fit_probe, out_of_fold_predictions, probe_predictions, probe_recipe
 from .runs import Run, build_run_model, config_columns
 from .store import cached_table, table_folder
+from .tables import difference_table, mean_std_table, paired_differences
 from .training import EarlyStopping, predict, train
 from .uncertainty import Difference, pack_hits, paired_bootstrap, unpack_hits
 
@@ -547,7 +548,7 @@ _IDENTITY = ["dataset", "model", "corruption_degree", "seed"]
 
 def scores(table: pd.DataFrame) -> pd.DataFrame:
     """The holdout accuracies of :func:`relabel_grid`'s ``table`` as a tidy table with per-image
-    hits, for :func:`memnotebooks.evaluation.paired_differences` (``reference=BEFORE``, or any
+    hits, for :func:`memnotebooks.tables.paired_differences` (``reference=BEFORE``, or any
     method's name): a row per run and ``baseline`` (the method in words, :func:`method_name`;
     the memorized model first, :data:`BEFORE`), with ``method``, ``start``, ``accuracy`` and
     ``hits``. ``table`` may stack several grids (e.g. fine-tuned and retrained from scratch);
@@ -561,7 +562,7 @@ def scores(table: pd.DataFrame) -> pd.DataFrame:
 def accuracy_table(table: pd.DataFrame) -> pd.DataFrame:
     """Holdout accuracy after each method, mean ± std over seeds, a row per method in words
     (first the memorized model's, :data:`BEFORE`) and a column per degree
-    (:func:`memnotebooks.evaluation.mean_std_table` of :func:`scores`).
+    (:func:`memnotebooks.tables.mean_std_table` of :func:`scores`).
 
     ``table`` is :func:`relabel_grid`'s output (or several, stacked).
     """
@@ -583,8 +584,8 @@ def difference(scores_: pd.DataFrame, a: str, b: str, degree: float) -> Differen
 
 def comparison_table(scores_: pd.DataFrame, reference: str, others=None) -> pd.DataFrame:
     """Each row's accuracy minus ``reference``'s, per degree, with its 95 % paired interval, as
-    text (:func:`memnotebooks.evaluation.paired_differences` shown by
-    :func:`memnotebooks.evaluation.difference_table`); a row per name of ``others`` (default every
+    text (:func:`memnotebooks.tables.paired_differences` shown by
+    :func:`memnotebooks.tables.difference_table`); a row per name of ``others`` (default every
     other row of :func:`scores`), a column per degree."""
     return difference_table(paired_differences(scores_, reference, others))
 

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from . import prose
+from .decoding import best_layer_scores, layerwise_evaluation
 from .paper import MEASURES, PAPER_SEEDS, paper_table
-from .evaluation import best_layer_scores, layerwise_evaluation
 from .runs import Run, RunConfig, config_columns, run
 from .store import CACHE_VERSION, StaleArtifactError, atomic_write, git_commit
 
@@ -91,7 +91,7 @@ def gather(runs_, variance_threshold: float = 0.99) -> pd.DataFrame:
     ``model_test`` is the network's final test accuracy; ``masc_corrupted`` and ``masc_true`` are
     MASC at the best probe layer (all of them, the input included, as the paper), chosen on the
     test set as the paper does (``selection = "test-selected"``) and on the validation part,
-    scored on the holdout (``"validated"``); see :func:`memnotebooks.evaluation.best_layer_scores`.
+    scored on the holdout (``"validated"``); see :func:`memnotebooks.decoding.best_layer_scores`.
     MASC tables come from the run's cache where a chapter computed them.
 
     Returns

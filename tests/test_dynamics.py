@@ -1,22 +1,21 @@
-"""Learning dynamics and rewinding, on one small memorizing run with checkpoints."""
-
-import copy
+"""Learning dynamics on one small memorizing run with checkpoints: epochs of learning, gradients,
+settings and widths, decoding over the checkpoints."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from memnotebooks import dynamics, evaluation, runs
-from memnotebooks.models import build_model, rewind, weight_layers
+from memnotebooks import decoding, dynamics, runs
+from memnotebooks.data import validation_split
 from memnotebooks.gradients import per_example_gradient_norms, summed_gradient
+from memnotebooks.models import build_model
 from memnotebooks.uncertainty import unpack_hits
 
 
-@pytest.fixture(scope="module")
-def memorized(tmp_path_factory):
-    config = runs.RunConfig(corruption_degree=0.6, subset=400, max_epochs=60, checkpoint_epochs=(0, 2, 5))
-    return runs.run(config, artifacts_dir=tmp_path_factory.mktemp("artifacts"), device="cpu", progress=False)
+def holdout_hits(run_, epoch):
+    y_test = run_.dataset.y_test.numpy()
+    holdout = ~validation_split(y_test)
+    return run_.test_predictions[epoch][holdout] == y_test[holdout]
 
 
 def test_clean_examples_are_learned_before_corrupted_ones(memorized):
@@ -65,54 +64,13 @@ def test_summed_gradient_is_the_sum_of_the_examples_gradients():
         summed_gradient(model, x, y[:5])
 
 
-def test_rewind_resets_exactly_the_last_layers():
-    torch.manual_seed(0)
-    final, early = build_model("mlp", (1, 8, 8), 10), build_model("mlp", (1, 8, 8), 10)
-    layers = weight_layers(final)
-    assert layers == ["fc1.0", "fc2.0", "fc3.0", "fc4.0", "classifier"]
-    rewound = rewind(copy.deepcopy(final), early.state_dict(), 2)
-    for key, value in rewound.state_dict().items():
-        source = early if key.startswith(("fc4", "classifier")) else final
-        assert torch.equal(value, source.state_dict()[key]), key
-    with pytest.raises(ValueError, match=r"n_layers must be an integer from 0 to 5 \(the model's weight layers: fc1.0, .*\), got 6"):
-        rewind(rewound, early.state_dict(), 6)
-
-
-def test_rewinding_table(memorized):
-    table = dynamics.rewinding_table(memorized, epochs=[2], depths=[0, 1, 5])
-    assert list(table.layers_rewound) == [0, 1, 5] and list(table.first_rewound) == ["", "classifier", "fc1.0"]
-    memorized_row, everything = table.iloc[0], table.iloc[2]
-    assert memorized_row.test_accuracy == pytest.approx(memorized.summary["test_accuracy"], abs=1e-6)  # float32 history
-    assert memorized_row.corrupted_accuracy_given > 0.9  # the memorized network fits its noise
-    # Rewinding every layer is the epoch-2 network, which has not memorized the noise.
-    early = runs.run(memorized.config, artifacts_dir=memorized.path.parent, device="cpu", progress=False).history.set_index("epoch").loc[2]
-    assert everything.test_accuracy == pytest.approx(early.test_accuracy, abs=1e-6)
-    assert everything.corrupted_accuracy_given < 0.5
-    # The validation and holdout parts split the test set.
-    n_validation = int(runs.test_parts(memorized.dataset)["test_validation"][1].sum())
-    n_test = len(memorized.dataset.y_test)
-    mixed = (table.test_validation_accuracy * n_validation + table.test_holdout_accuracy * (n_test - n_validation)) / n_test
-    assert mixed.tolist() == pytest.approx(table.test_accuracy.tolist(), abs=1e-9)
-    with pytest.raises(ValueError, match=r"depths \[6\] are out of range: mlp has 5 weight layers"):
-        dynamics.rewinding_table(memorized, epochs=[2], depths=[6])
-
-
-def test_masc_at_a_checkpoint(memorized):
-    at_two = evaluation.layerwise_evaluation(memorized, layers=["fc1"], fit_labels="true", epoch=2)
-    final = evaluation.layerwise_evaluation(memorized, layers=["fc1"], fit_labels="true")
-    assert (at_two.epoch == 2).all() and "epoch" not in final
-    assert not np.allclose(at_two.accuracy, final.accuracy)
-    with pytest.raises(ValueError, match=r"No checkpoint at epoch 3; this run kept \[0, 2, 5\]"):
-        evaluation.layerwise_evaluation(memorized, layers=["fc1"], epoch=3)
-
-
 def test_decoding_over_epochs(memorized):
     table = dynamics.decoding_over_epochs([memorized], epochs=[0, 5])
     assert set(table.epoch) == {0, 5} and set(table.decoder) == {"network", "MASC"}
     network = table[(table.decoder == "network") & (table.selection == "test-selected")].set_index("epoch").accuracy
     assert network[5] == pytest.approx(memorized.history.set_index("epoch").test_accuracy[5])
     masc = table[(table.decoder == "MASC") & (table.selection == "test-selected")].set_index("epoch").accuracy
-    layerwise = evaluation.layerwise_evaluation(memorized, fit_labels="corrupted", epoch=5)
+    layerwise = decoding.layerwise_evaluation(memorized, fit_labels="corrupted", epoch=5)
     assert masc[5] == layerwise[layerwise.split == "test"].accuracy.max()  # the paper's best layer
     assert network[0] < 0.3 < masc[0]  # an untrained network guesses; its input still decodes
     peaks = dynamics.decoding_peaks(table, selection="test-selected")
@@ -160,44 +118,6 @@ def test_setting_labels_and_summaries(memorized):
         runs.history_table([memorized], fields=["depth"])
 
 
-def test_manifold_table(memorized):
-    table = dynamics.manifold_table(memorized, layers=["input", "fc4"], epochs=[0, 5], points_per_class=10, n_t=50)
-    assert set(table.group) == set(dynamics.MANIFOLD_GROUPS) and set(table.epoch) == {0, 5}
-    assert (table.n_points <= 10).all() and (table.capacity > 0).all()
-    # The input layer does not depend on the weights: the same points give the same measures.
-    first, second = (table[(table.layer == "input") & (table.epoch == e)].drop(columns="epoch").reset_index(drop=True) for e in (0, 5))
-    pd.testing.assert_frame_equal(first, second)
-    final = dynamics.manifold_table(memorized, layers=["fc4"], points_per_class=10, n_t=50)
-    assert set(final.epoch) == {memorized.summary["epochs"]}
-    change = dynamics.manifold_change(table, "dimension")  # epoch 5 against epoch 0
-    assert list(change.columns) == ["input", "fc4"] and (change["input"] == 1).all()  # the input does not train
-    epoch_zero, last = (table[(table.epoch == e) & (table.layer == "fc4") & (table.group == "clean")].dimension.mean() for e in (0, 5))
-    assert change.loc[(0.6, "clean"), "fc4"] == round(last / epoch_zero, 2)
-    with pytest.raises(ValueError, match="no epoch 0"):
-        dynamics.manifold_change(final)
-    with pytest.raises(ValueError, match="Unknown measure 'width'"):
-        dynamics.manifold_change(table, "width")
-    with pytest.raises(ValueError, match="points_per_class must be an integer >= 2, got 1"):
-        dynamics.manifold_table(memorized, points_per_class=1)
-
-
-def test_recovery_table(memorized):
-    rewinding = dynamics.rewinding_table(memorized, depths=[0, 2])
-    table = dynamics.recovery_table(memorized, rewinding, relabel_methods=["masc_corrupted"], max_epochs=2)
-    assert list(table.index) == ["memorized", "stopped early", "rewound", "MASC", "retrained, masc_corrupted"]
-    history = memorized.history
-    assert table.loc["memorized", "holdout accuracy"] == round(history.test_holdout_accuracy.iloc[-1], 3)
-    best = rewinding.loc[rewinding.test_validation_accuracy.idxmax()]
-    assert table.loc["rewound", "choice"] == f"L = {best.layers_rewound}, epoch {best.epoch}"
-    assert table.loc["rewound", "holdout accuracy"] == round(best.test_holdout_accuracy, 3)
-    # Rewinding every layer is the checkpoint itself (an early stop), so it is not a rewinding.
-    full = dynamics.rewinding_table(memorized, depths=[5])
-    assert dynamics.recovery_table(memorized, pd.concat([rewinding, full]), relabel_methods=[]).loc["rewound", "choice"] == table.loc["rewound", "choice"]
-    # The early-stopped network is one of the rewound ones (L = 5 at its epoch) only if checkpointed; it
-    # is chosen on the same validation part, so it scores at least the memorized network there.
-    assert history.test_validation_accuracy.max() >= history.test_validation_accuracy.iloc[-1]
-
-
 def test_width_summary(memorized, tmp_path):
     narrow = runs.run(memorized.config.replace(width=0.125, max_epochs=3), artifacts_dir=tmp_path, device="cpu", progress=False)
     table = dynamics.width_summary([narrow, memorized])
@@ -205,3 +125,15 @@ def test_width_summary(memorized, tmp_path):
     assert table.epochs.tolist() == [3, memorized.summary["epochs"]]
     history = memorized.history
     assert table["holdout, stopped early"][1] == round(history.test_holdout_accuracy[history.test_validation_accuracy.idxmax()], 3)
+
+
+def test_widths_are_compared_image_by_image(memorized, tmp_path):
+    narrow = runs.run(memorized.config.replace(width=0.125, max_epochs=3), artifacts_dir=tmp_path, device="cpu", progress=False)
+    summary = dynamics.width_summary([narrow, memorized])
+    assert summary["holdout, final"].tolist() == pytest.approx([unpack_hits(h).mean() for h in summary["hits, final"]], abs=5e-4)
+    assert summary["stopped at"][1] == int(runs.early_stopped(memorized.history).epoch)
+    table = dynamics.width_differences(summary)
+    assert list(table.network) == ["final", "stopped early"] and (table.narrow == 0.125).all() and (table.wide == 1.0).all()
+    final = table.iloc[0]
+    assert final.difference == pytest.approx(holdout_hits(memorized, memorized.summary["epochs"]).mean() - holdout_hits(narrow, 3).mean())
+    assert final.n_seeds == 1 and final.low <= final.difference <= final.high

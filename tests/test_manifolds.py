@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from memnotebooks.geometry import capacity_validation, gaussian_clouds as clouds, manifold_analysis, set_capacity as harmonic, simulated_capacity
+from memnotebooks.manifolds import capacity_validation, gaussian_clouds as clouds, manifold_analysis, set_capacity as harmonic, simulated_capacity
 
 
 def test_point_manifolds_have_capacity_two_radius_and_dimension_zero():

@@ -8,9 +8,9 @@ import torch
 from memnotebooks import relabel, runs
 from memnotebooks.activations import extract_activations
 from memnotebooks.data import validation_split
-from memnotebooks.evaluation import paired_differences
 from memnotebooks.masc import MASC
 from memnotebooks.probes import out_of_fold_predictions
+from memnotebooks.tables import paired_differences
 from memnotebooks.training import predict
 from memnotebooks.uncertainty import unpack_hits
 

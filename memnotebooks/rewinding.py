@@ -1,0 +1,235 @@
+"""Rewinding a memorized network's last layers to an early checkpoint (Stephenson et al. 2021),
+set beside the other ways of recovering generalization.
+
+- :func:`rewinding_table`: the last ``L`` weight layers reset to an early checkpoint, the rest
+  kept: if generalization comes back when only the last layers are rewound, memorization lives
+  there. :func:`rewinding_differences` compares each rewinding image by image with the memorized
+  network and with the checkpoint, and :func:`rewinding_verdicts` counts the verdicts.
+- :func:`recovery_table`: the ways of recovering generalization from one memorized run (stopping
+  early, the best rewinding, MASC at its best layer, relabel + retrain), each chosen on the
+  validation part of the test set and scored on the holdout part; :func:`recovery_differences`
+  compares them, :func:`recovery_display` and :func:`recovery_name` put them in words.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+
+from .data import validation_split
+from .decoding import best_layer_scores, layerwise_evaluation
+from .dynamics import checkpointed_epochs
+from .models import rewind, weight_layers
+from .relabel import METHOD_NAMES, relabel_table
+from .runs import Run, config_columns, early_stopped, test_parts
+from .tables import paired_differences
+from .training import predict
+from .uncertainty import pack_hits, paired_bootstrap, unpack_hits
+
+__all__ = [
+    "recovery_differences",
+    "recovery_display",
+    "recovery_name",
+    "RECOVERY_NAMES",
+    "recovery_table",
+    "RELABEL_METHODS",
+    "rewinding_differences",
+    "rewinding_table",
+    "rewinding_verdicts",
+]
+
+
+def rewinding_table(run_: Run, epochs=None, depths=None) -> pd.DataFrame:
+    """Test and training accuracy of the memorized network with its last ``L`` weight layers
+    reset to their values at an earlier epoch.
+
+    Parameters
+    ----------
+    run_ : Run
+    epochs : list of int, optional
+        Checkpointed epochs to rewind to; default every one the run reached.
+    depths : list of int, optional
+        Numbers of layers ``L`` to rewind, counted from the output; default 0 (the memorized
+        network) to all of them.
+
+    Returns
+    -------
+    DataFrame
+        The configuration columns, ``epoch``, ``layers_rewound`` (``L``), ``first_rewound`` (the
+        layer nearest the input among those reset, ``""`` for none), ``test_accuracy``,
+        ``test_validation_accuracy`` and ``test_holdout_accuracy`` (the parts of the test set of
+        :func:`memnotebooks.runs.test_parts`, to choose ``L`` and the epoch on one and score on
+        the other), ``clean_accuracy`` (clean training examples, their labels),
+        ``corrupted_accuracy_given`` (corrupted training examples, the labels memorized) and
+        ``hits`` (which holdout images the rewound network predicts right, packed:
+        :func:`memnotebooks.uncertainty.pack_hits`; compare rows with :func:`rewinding_differences`).
+    """
+    layers = weight_layers(run_.model)
+    depths = list(range(len(layers) + 1)) if depths is None else list(depths)
+    bad = [d for d in depths if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or not 0 <= d <= len(layers)]
+    if bad:
+        raise ValueError(f"depths {bad} are out of range: {run_.config.model} has {len(layers)} weight layers ({', '.join(layers)}), so L runs from 0 to {len(layers)}.")
+    corrupted = run_.corrupted
+    validation = test_parts(run_.dataset)["test_validation"][1].numpy()
+
+    def scores(model) -> dict:
+        fitted = (predict(model, run_.dataset.x_train).cpu() == run_.train_labels).numpy()
+        correct = (predict(model, run_.dataset.x_test).cpu() == run_.dataset.y_test).numpy()
+        return {
+            "test_accuracy": float(correct.mean()),
+            "test_validation_accuracy": float(correct[validation].mean()),
+            "test_holdout_accuracy": float(correct[~validation].mean()),
+            "clean_accuracy": float(fitted[~corrupted].mean()) if (~corrupted).any() else float("nan"),
+            "corrupted_accuracy_given": float(fitted[corrupted].mean()) if corrupted.any() else float("nan"),
+            "hits": pack_hits(correct[~validation]),
+        }
+
+    memorized = scores(run_.model) if 0 in depths else None  # L = 0 rewinds nothing, whatever the epoch
+    rows = []
+    for epoch in checkpointed_epochs(run_, epochs):
+        early_state = run_.checkpoint(epoch).state_dict()
+        for depth in map(int, depths):
+            rewound = memorized if depth == 0 else scores(rewind(copy.deepcopy(run_.model), early_state, depth))
+            rows.append({"epoch": epoch, "layers_rewound": depth, "first_rewound": layers[len(layers) - depth] if depth else "", **rewound})
+    return pd.DataFrame(rows).assign(**config_columns(run_))
+
+
+def rewinding_differences(rewinding: pd.DataFrame) -> pd.DataFrame:
+    """Each partial rewinding against the memorized network and against the checkpoint itself.
+
+    ``rewinding`` stacks :func:`rewinding_table` of one or several runs (seeds), each with ``L``
+    from 0 (the memorized network) to all the weight layers (the checkpoint). For every degree,
+    epoch and ``0 < L <`` all, the holdout accuracy of the rewound network minus that of the
+    memorized network (``reference = "memorized"``) and minus that of the checkpoint it was
+    rewound to (``"checkpoint"``), with the paired interval over holdout images and the seeds
+    (:func:`memnotebooks.uncertainty.paired_bootstrap`).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``corruption_degree``, ``epoch``, ``layers_rewound``, ``accuracy`` (mean over
+        seeds), ``reference``, ``difference`` (rewound − reference), ``low``, ``high``, ``sign``,
+        ``n_images``, ``n_seeds``.
+    """
+    missing = {0, int(rewinding.layers_rewound.max())} - set(rewinding.layers_rewound)
+    if missing or rewinding.layers_rewound.max() < 2:
+        raise ValueError("rewinding_differences needs L = 0 (the memorized network), every layer (the checkpoint) and at least one L between.")
+    rows = []
+    for (degree, epoch), part in rewinding.groupby(["corruption_degree", "epoch"], sort=True):
+        hits = {depth: rows_.set_index("seed").hits for depth, rows_ in part.groupby("layers_rewound")}
+        full = max(hits)
+        references = {"memorized": hits[0], "checkpoint": hits[full]}
+        for depth in sorted(d for d in hits if 0 < d < full):
+            for reference, base in references.items():
+                seeds = sorted(set(hits[depth].index) & set(base.index))
+                d = paired_bootstrap([unpack_hits(hits[depth][s]) for s in seeds], [unpack_hits(base[s]) for s in seeds])
+                accuracy = float(part[part.layers_rewound == depth].test_holdout_accuracy.mean())
+                rows.append({"corruption_degree": degree, "epoch": int(epoch), "layers_rewound": int(depth), "accuracy": accuracy, "reference": reference,
+                             "difference": d.estimate, "low": d.low, "high": d.high, "sign": d.sign, "n_images": d.n_images, "n_seeds": d.n_seeds})
+    return pd.DataFrame(rows)
+
+
+def rewinding_verdicts(differences: pd.DataFrame) -> pd.DataFrame:
+    """How often each ``L`` of :func:`rewinding_differences` is above, level with or below its
+    reference over the epochs rewound to: per ``corruption_degree``, ``layers_rewound`` and
+    ``reference``, the counts ``above``, ``level``, ``below``, ``epochs`` (compared) and the
+    epochs of each (``epochs above``, ``epochs level``, ``epochs below``, lists)."""
+    rows = []
+    for (degree, depth, reference), part in differences.groupby(["corruption_degree", "layers_rewound", "reference"], sort=False):
+        by_sign = {word: sorted(part.epoch[part.sign == sign].tolist()) for word, sign in (("above", 1), ("level", 0), ("below", -1))}
+        rows.append({"corruption_degree": degree, "layers_rewound": depth, "reference": reference, **{w: len(e) for w, e in by_sign.items()},
+                     "epochs": len(part), **{f"epochs {w}": e for w, e in by_sign.items()}})
+    return pd.DataFrame(rows)
+
+
+RELABEL_METHODS = ("masc_corrupted", "masc_crossfit")
+"""The relabellings :func:`recovery_table` retrains with: the paper's (in-sample MASC) and its
+out-of-fold variant (chapter 06)."""
+
+
+def recovery_table(run_: Run, rewinding: pd.DataFrame, relabel_methods=RELABEL_METHODS, **relabel_settings) -> pd.DataFrame:
+    """Ways of recovering generalization from a memorized run, each chosen on the validation part
+    of the test set and scored on the holdout part (chapter 05's split).
+
+    Rows: the memorized network; the network stopped early (its best validation epoch); the best
+    rewinding of ``rewinding`` (:func:`rewinding_table` of this run: the epoch and ``L`` with the
+    highest validation accuracy); MASC on corrupted labels at its validated best layer (chapter
+    05); and relabel + retrain by each of ``relabel_methods``
+    (:func:`memnotebooks.relabel.relabel_table` with ``relabel_settings``, chapter 06).
+
+    Returns
+    -------
+    DataFrame
+        Index ``recovery`` (``memorized``, ``stopped early``, ``rewound``, ``MASC``,
+        ``retrained, <method>``); columns ``choice`` (what was chosen on the validation part: the
+        epoch, ``L`` and epoch, the layer, or the layer the labels came from and the fine-tuning
+        epoch kept), ``holdout accuracy``, ``corruption_degree``, ``seed`` and ``hits`` (which
+        holdout images each row predicts right, packed: :func:`memnotebooks.uncertainty.pack_hits`;
+        a relabelling row has them when :func:`memnotebooks.relabel.relabel_table` gives them,
+        else none). Every choice reads the *true* labels of the validation part.
+        :func:`recovery_differences` compares the rows, :func:`recovery_display` shows them.
+    """
+    history = run_.history
+    early = early_stopped(history)
+    partial = rewinding[rewinding.layers_rewound < len(weight_layers(run_.model))]
+    best = partial.loc[partial.test_validation_accuracy.idxmax()]
+    masc = best_layer_scores(layerwise_evaluation(run_, fit_labels="corrupted"))
+    masc = masc[(masc.probe == "masc") & (masc.selection == "validated")].iloc[0]
+    y_test = run_.dataset.y_test.numpy()
+    holdout = ~validation_split(y_test)
+    right = run_.test_predictions == y_test
+
+    def network(epoch) -> str:
+        return pack_hits(right[int(epoch)][holdout])
+
+    rows = [
+        ("memorized", f"epoch {int(history.epoch.iloc[-1])}", history.test_holdout_accuracy.iloc[-1], network(history.epoch.iloc[-1])),
+        ("stopped early", f"epoch {int(early.epoch)}", early.test_holdout_accuracy, network(early.epoch)),
+        ("rewound", f"L = {int(best.layers_rewound)}, epoch {int(best.epoch)}", best.test_holdout_accuracy, best.get("hits")),
+        ("MASC", f"layer {masc.layer}", masc.accuracy, masc.get("hits")),
+    ]
+    if relabel_methods:
+        for row in relabel_table(run_, list(relabel_methods), **relabel_settings).to_dict("records"):
+            hits = row.get("hits_after", row.get("hits"))
+            rows.append((f"retrained, {row['method']}", f"{row['layer']}, epoch {int(row['best_epoch'])}", row["accuracy_after"], hits))
+    table = pd.DataFrame(rows, columns=["recovery", "choice", "holdout accuracy", "hits"]).set_index("recovery")
+    table = table.assign(corruption_degree=run_.config.corruption_degree, seed=run_.config.seed)[["choice", "holdout accuracy", "corruption_degree", "seed", "hits"]]
+    return table.assign(**{"holdout accuracy": table["holdout accuracy"].astype(float).round(3)})
+
+
+RECOVERY_NAMES = {
+    "memorized": "memorized network",
+    "stopped early": "network stopped early",
+    "rewound": "best rewinding",
+    "MASC": "MASC at its best layer",
+}
+"""The rows of :func:`recovery_table` in words (relabellings: :func:`recovery_name`)."""
+
+
+def recovery_name(recovery: str) -> str:
+    """A row of :func:`recovery_table` in words: ``"retrained, masc_crossfit"`` is
+    ``"retrained on out-of-fold MASC labels"``; another relabelling is ``"retrained, "`` and its
+    name in :data:`memnotebooks.relabel.METHOD_NAMES` (``"retrained, true labels"``)."""
+    if recovery.startswith("retrained, "):
+        method = recovery.removeprefix("retrained, ")
+        own = {"masc_corrupted": "in-sample MASC labels", "masc_crossfit": "out-of-fold MASC labels"}
+        return f"retrained on {own[method]}" if method in own else f"retrained, {METHOD_NAMES.get(method, method)}"
+    return RECOVERY_NAMES.get(recovery, recovery)
+
+
+def recovery_display(recoveries: pd.DataFrame) -> pd.DataFrame:
+    """:func:`recovery_table` of several runs (stacked, e.g. ``pd.concat`` keyed by run) for the
+    page: the rows in words, the choice and the holdout accuracy."""
+    return recoveries[["choice", "holdout accuracy"]].rename(index=recovery_name, level=-1)
+
+
+def recovery_differences(recoveries: pd.DataFrame, reference: str = "stopped early") -> pd.DataFrame:
+    """Each row of stacked :func:`recovery_table` s minus ``reference``, per degree, with its
+    paired interval over holdout images and seeds (:func:`memnotebooks.tables.paired_differences`,
+    column ``recovery``). Rows without per-image hits are left out (they get no verdict)."""
+    table = recoveries.reset_index(level="recovery")
+    with_hits = table[table.hits.notna()]
+    others = [r for r in dict.fromkeys(with_hits.recovery) if r != reference]
+    return paired_differences(with_hits, reference, others, column="recovery")

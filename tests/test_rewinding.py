@@ -1,0 +1,123 @@
+"""Rewinding the last layers and the ways of recovering generalization, compared image by image."""
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from memnotebooks import rewinding, runs
+from memnotebooks.data import validation_split
+from memnotebooks.models import build_model, rewind, weight_layers
+from memnotebooks.uncertainty import unpack_hits
+
+
+def holdout_hits(run_, epoch):
+    y_test = run_.dataset.y_test.numpy()
+    holdout = ~validation_split(y_test)
+    return run_.test_predictions[epoch][holdout] == y_test[holdout]
+
+
+@pytest.fixture(scope="module")
+def rewound(memorized):
+    return rewinding.rewinding_table(memorized, epochs=[2, 5])
+
+
+def test_rewind_resets_exactly_the_last_layers():
+    torch.manual_seed(0)
+    final, early = build_model("mlp", (1, 8, 8), 10), build_model("mlp", (1, 8, 8), 10)
+    layers = weight_layers(final)
+    assert layers == ["fc1.0", "fc2.0", "fc3.0", "fc4.0", "classifier"]
+    rewound = rewind(copy.deepcopy(final), early.state_dict(), 2)
+    for key, value in rewound.state_dict().items():
+        source = early if key.startswith(("fc4", "classifier")) else final
+        assert torch.equal(value, source.state_dict()[key]), key
+    with pytest.raises(ValueError, match=r"n_layers must be an integer from 0 to 5 \(the model's weight layers: fc1.0, .*\), got 6"):
+        rewind(rewound, early.state_dict(), 6)
+
+
+def test_rewinding_table(memorized):
+    table = rewinding.rewinding_table(memorized, epochs=[2], depths=[0, 1, 5])
+    assert list(table.layers_rewound) == [0, 1, 5] and list(table.first_rewound) == ["", "classifier", "fc1.0"]
+    memorized_row, everything = table.iloc[0], table.iloc[2]
+    assert memorized_row.test_accuracy == pytest.approx(memorized.summary["test_accuracy"], abs=1e-6)  # float32 history
+    assert memorized_row.corrupted_accuracy_given > 0.9  # the memorized network fits its noise
+    # Rewinding every layer is the epoch-2 network, which has not memorized the noise.
+    early = runs.run(memorized.config, artifacts_dir=memorized.path.parent, device="cpu", progress=False).history.set_index("epoch").loc[2]
+    assert everything.test_accuracy == pytest.approx(early.test_accuracy, abs=1e-6)
+    assert everything.corrupted_accuracy_given < 0.5
+    # The validation and holdout parts split the test set.
+    n_validation = int(runs.test_parts(memorized.dataset)["test_validation"][1].sum())
+    n_test = len(memorized.dataset.y_test)
+    mixed = (table.test_validation_accuracy * n_validation + table.test_holdout_accuracy * (n_test - n_validation)) / n_test
+    assert mixed.tolist() == pytest.approx(table.test_accuracy.tolist(), abs=1e-9)
+    with pytest.raises(ValueError, match=r"depths \[6\] are out of range: mlp has 5 weight layers"):
+        rewinding.rewinding_table(memorized, epochs=[2], depths=[6])
+
+
+def test_rewinding_rows_carry_their_holdout_hits(memorized, rewound):
+    hits = rewound.hits.map(unpack_hits)
+    assert (hits.map(len) == (~validation_split(memorized.dataset.y_test.numpy())).sum()).all()
+    assert np.allclose(hits.map(np.mean), rewound.test_holdout_accuracy)
+    # L = 0 is the memorized network; L = all (5) is the checkpoint, whose predictions the run kept.
+    np.testing.assert_array_equal(unpack_hits(rewound[rewound.layers_rewound == 0].hits.iloc[0]), holdout_hits(memorized, memorized.summary["epochs"]))
+    np.testing.assert_array_equal(unpack_hits(rewound[(rewound.layers_rewound == 5) & (rewound.epoch == 2)].hits.iloc[0]), holdout_hits(memorized, 2))
+
+
+def test_rewinding_differences(rewound):
+    table = rewinding.rewinding_differences(rewound)
+    assert set(table.layers_rewound) == {1, 2, 3, 4} and set(table.reference) == {"memorized", "checkpoint"} and set(table.epoch) == {2, 5}
+    accuracy = rewound.set_index(["epoch", "layers_rewound"]).test_holdout_accuracy
+    for row in table.itertuples():
+        reference = 0 if row.reference == "memorized" else 5
+        assert row.difference == pytest.approx(accuracy[row.epoch, row.layers_rewound] - accuracy[row.epoch, reference])
+        assert row.low <= row.difference <= row.high and row.sign == (1 if row.low > 0 else -1 if row.high < 0 else 0)
+    assert (table.n_seeds == 1).all() and (table.n_images == len(unpack_hits(rewound.hits.iloc[0]))).all()
+    with pytest.raises(ValueError, match="needs L = 0"):
+        rewinding.rewinding_differences(rewound[rewound.layers_rewound > 0])
+    verdicts = rewinding.rewinding_verdicts(table).set_index(["corruption_degree", "layers_rewound", "reference"])
+    assert len(verdicts) == 8 and (verdicts.above + verdicts.level + verdicts.below == verdicts.epochs).all() and (verdicts.epochs == 2).all()
+    row = table[(table.layers_rewound == 4) & (table.reference == "checkpoint")]
+    assert verdicts.loc[(0.6, 4, "checkpoint"), "epochs level"] == sorted(row.epoch[row.sign == 0].tolist())
+
+
+def test_recovery_table(memorized):
+    rewound = rewinding.rewinding_table(memorized, depths=[0, 2])
+    table = rewinding.recovery_table(memorized, rewound, relabel_methods=["masc_corrupted"], max_epochs=2)
+    assert list(table.index) == ["memorized", "stopped early", "rewound", "MASC", "retrained, masc_corrupted"]
+    history = memorized.history
+    assert table.loc["memorized", "holdout accuracy"] == round(history.test_holdout_accuracy.iloc[-1], 3)
+    best = rewound.loc[rewound.test_validation_accuracy.idxmax()]
+    assert table.loc["rewound", "choice"] == f"L = {best.layers_rewound}, epoch {best.epoch}"
+    assert table.loc["rewound", "holdout accuracy"] == round(best.test_holdout_accuracy, 3)
+    # Rewinding every layer is the checkpoint itself (an early stop), so it is not a rewinding.
+    full = rewinding.rewinding_table(memorized, depths=[5])
+    assert rewinding.recovery_table(memorized, pd.concat([rewound, full]), relabel_methods=[]).loc["rewound", "choice"] == table.loc["rewound", "choice"]
+    # Stopping early keeps the epoch of the best validation accuracy and scores it on the holdout part.
+    early = int(table.loc["stopped early", "choice"].removeprefix("epoch "))
+    by_epoch = history.set_index("epoch")
+    assert by_epoch.test_validation_accuracy[early] == history.test_validation_accuracy.max()
+    assert table.loc["stopped early", "holdout accuracy"] == round(by_epoch.test_holdout_accuracy[early], 3)
+
+
+def test_recovery_rows_carry_hits_and_are_compared_with_stopping_early(memorized, rewound):
+    table = rewinding.recovery_table(memorized, rewound, relabel_methods=[])
+    assert list(table.index) == ["memorized", "stopped early", "rewound", "MASC"] and table.hits.notna().all()
+    assert (table.corruption_degree == 0.6).all() and (table.seed == 0).all()
+    assert np.allclose(table.hits.map(lambda h: unpack_hits(h).mean()), table["holdout accuracy"], atol=5e-4)
+    early = int(table.loc["stopped early", "choice"].removeprefix("epoch "))
+    np.testing.assert_array_equal(unpack_hits(table.loc["stopped early", "hits"]), holdout_hits(memorized, early))
+    stacked = pd.concat({"p = 0.6, seed 0": table}, names=["run"])
+    differences = rewinding.recovery_differences(stacked).set_index("recovery")
+    assert list(differences.index) == ["memorized", "rewound", "MASC"]
+    accuracy = table.hits.map(lambda h: unpack_hits(h).mean())
+    assert differences.loc["memorized", "difference"] == pytest.approx(accuracy["memorized"] - accuracy["stopped early"])
+    # A row without hits (a relabelling whose table has none) gets no verdict.
+    stacked.loc[("p = 0.6, seed 0", "MASC"), "hits"] = None
+    assert "MASC" not in set(rewinding.recovery_differences(stacked).recovery)
+    shown = rewinding.recovery_display(stacked)
+    assert list(shown.columns) == ["choice", "holdout accuracy"]
+    assert list(shown.index.get_level_values(-1)) == ["memorized network", "network stopped early", "best rewinding", "MASC at its best layer"]
+    assert rewinding.recovery_name("retrained, masc_crossfit") == "retrained on out-of-fold MASC labels"
+    assert rewinding.recovery_name("retrained, true_labels") == "retrained, true labels" and rewinding.recovery_name("retrained, novel") == "retrained, novel"
