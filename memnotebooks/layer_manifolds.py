@@ -1,12 +1,12 @@
-"""The class manifolds of a run's layers (Stephenson et al. 2021): their mean-field capacity,
-radius and dimension per layer, group of training examples and checkpoint, and how training
-changes them.
+"""The class manifolds of a run's layers: their mean-field capacity, radius and dimension per
+layer, group of training examples and checkpoint, and how training changes them.
 
-:func:`manifold_table` measures (:func:`memnotebooks.manifolds.manifold_analysis`) each layer's
-class manifolds for the clean examples and for the corrupted ones grouped by the labels they
-were given and by their true labels (:data:`MANIFOLD_GROUPS`), at the end of training or at
-checkpoints; :func:`manifold_change` and :func:`manifold_ratios` compare the last epoch with the
-untrained network.
+Stephenson et al. (2021) locate memorization in the layers this way. :func:`manifold_table`
+measures (:func:`memnotebooks.manifolds.manifold_analysis`) each layer's class manifolds for the
+clean examples and for the corrupted ones grouped by the labels they were given and by their
+true labels (:data:`MANIFOLD_GROUPS`), at the end of training or at checkpoints;
+:func:`manifold_change` and :func:`manifold_ratios` compare the last epoch with the untrained
+network.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Rewinding a memorized network's last layers to an early checkpoint (Stephenson et al. 2021),
-set beside the other ways of recovering generalization.
+"""Rewinding a memorized network's last layers to an early checkpoint, set beside the other ways
+of recovering generalization.
 
 - :func:`rewinding_table`: the last ``L`` weight layers reset to an early checkpoint, the rest
-  kept: if generalization comes back when only the last layers are rewound, memorization lives
+  kept (Stephenson et al. 2021): if generalization comes back when only the last layers are rewound, memorization lives
   there. :func:`rewinding_differences` compares each rewinding image by image with the memorized
   network and with the checkpoint, and :func:`rewinding_verdicts` counts the verdicts.
 - :func:`recovery_table`: the ways of recovering generalization from one memorized run (stopping
