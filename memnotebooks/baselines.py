@@ -15,7 +15,7 @@ import pandas as pd
 from .data import validation_split
 from .decoding import best_layer_scores, hidden_layers, layerwise_evaluation, noisy_validation_labels
 from .masc import check_variance_threshold
-from .runs import Run, config_columns, early_stopped, run
+from .runs import Run, check_one_setting, config_columns, early_stopped, run
 from .tables import mean_std_table
 from .uncertainty import pack_hits
 
@@ -105,6 +105,7 @@ def baseline_scores(
         (or the epoch, or the probe chosen), ``accuracy``, ``hits``.
     """
     variance_threshold = check_variance_threshold(variance_threshold)
+    check_one_setting(grid, by=())
     keys = ["dataset", "model", "corruption_degree", "seed"]
     decoding = pd.concat([layerwise_evaluation(r, variance_threshold=variance_threshold) for r in grid], ignore_index=True)
     hidden = hidden_layers(grid[0])

@@ -29,7 +29,7 @@ from .corruption import corrupt_labels
 from .data import VALIDATION_FRACTION, VALIDATION_SEED, validation_split
 from .masc import check_variance_threshold
 from .probes import PROBES, fit_probe, probe_accuracies, probe_recipe
-from .runs import FIT_LABELS, Run, config_columns
+from .runs import FIT_LABELS, Run, config_columns, run_columns
 from .store import cached_table, is_cached
 from .tables import paired_differences
 
@@ -228,7 +228,10 @@ def layerwise_evaluation(
     return table[columns].assign(**identity)[list(identity) + columns]
 
 
-_BEST_LAYER_KEYS = ["dataset", "model", "corruption_degree", "probe", "fit_labels", "fit_corruption_degree"]
+def _best_layer_keys(evaluation: pd.DataFrame) -> list[str]:
+    # Every field that tells runs apart but the seed (runs.run_columns): runs that differ in
+    # dropout, width, ... choose their layers apart.
+    return [*run_columns(evaluation), "probe", "fit_labels", "fit_corruption_degree"]
 
 
 SELECTIONS = {
@@ -250,7 +253,8 @@ validated figure on the same images (the gap is then what choosing on the scored
 def best_layer_scores(evaluation: pd.DataFrame, layers=None, selections=("test-selected", "validated")) -> pd.DataFrame:
     """Each seed's accuracy at the best layer, the layer chosen both ways of :data:`SELECTIONS`.
 
-    The layer is chosen once per (dataset, model, degree, probe, fitting labels) on the mean over
+    The layer is chosen once per (dataset, model, degree, probe, fitting labels, and every other
+    field that tells the runs apart, :func:`memnotebooks.runs.run_columns`) on the mean over
     seeds of the choosing split, as the paper does, and each seed is scored there. A probe that
     scores NaN at every layer (not well posed) has no row.
 
@@ -273,17 +277,17 @@ def best_layer_scores(evaluation: pd.DataFrame, layers=None, selections=("test-s
     unknown = [s for s in selections if s not in SELECTIONS]
     if unknown:
         raise ValueError(f"Unknown selection(s) {unknown}; choose from: {', '.join(SELECTIONS)}.")
-    keys = _BEST_LAYER_KEYS
+    keys = _best_layer_keys(evaluation)
     if layers is not None:
         evaluation = evaluation[evaluation.layer.isin(layers)]
     scored = evaluation[evaluation.target == "true"]
-    mean = evaluation.groupby(keys + ["layer", "split", "target"], as_index=False)["accuracy"].mean()
+    mean = evaluation.groupby(keys + ["layer", "split", "target"], as_index=False, dropna=False)["accuracy"].mean()
     kept = ["layer", "seed", "accuracy"] + (["hits"] if "hits" in scored else [])
     frames = []
     for selection in selections:
         (choose, labels), score = SELECTIONS[selection]
         chosen = mean[(mean.split == choose) & (mean.target == labels)].dropna(subset=["accuracy"])
-        best = chosen.loc[chosen.groupby(keys)["accuracy"].idxmax(), keys + ["layer"]]
+        best = chosen.loc[chosen.groupby(keys, dropna=False)["accuracy"].idxmax(), keys + ["layer"]]
         per_seed = best.merge(scored[scored.split == score], on=keys + ["layer"])
         frames.append(per_seed[keys + kept].assign(selection=selection))
     return pd.concat(frames, ignore_index=True)[keys + ["selection", *kept]]
@@ -298,9 +302,9 @@ def best_layers(evaluation: pd.DataFrame, layers=None) -> pd.DataFrame:
     set, scored (mean over seeds) on the other 80 %. A probe that scores NaN at every layer (not
     well posed) gets NaN and no layer. See :func:`best_layer_scores`.
     """
-    keys = _BEST_LAYER_KEYS
+    keys = _best_layer_keys(evaluation)
     scores = best_layer_scores(evaluation, layers)
-    mean = scores.groupby(keys + ["selection", "layer"], as_index=False)["accuracy"].mean()
+    mean = scores.groupby(keys + ["selection", "layer"], as_index=False, dropna=False)["accuracy"].mean()
     table = evaluation[keys].drop_duplicates()
     for selection, prefix in (("test-selected", "paper"), ("validated", "validated")):
         part = mean[mean.selection == selection].drop(columns="selection")

@@ -59,12 +59,12 @@ def learning_table(runs) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        The configuration columns, ``example`` (index in the training set), ``subset``
-        (``"clean"`` or ``"corrupted"``), ``learned_epoch`` (-1: not fitted at the end) and
+        The configuration columns, ``example`` (index in the training set), ``examples``
+        (``"clean"`` or ``"corrupted"``; not ``subset``, the run's field), ``learned_epoch`` (-1: not fitted at the end) and
         ``epochs`` (the run's length).
     """
     frames = [
-        pd.DataFrame({"example": np.arange(len(r.train_labels)), "subset": _subset(r), "learned_epoch": r.learned_epoch, "epochs": r.summary["epochs"]}).assign(
+        pd.DataFrame({"example": np.arange(len(r.train_labels)), "examples": _subset(r), "learned_epoch": r.learned_epoch, "epochs": r.summary["epochs"]}).assign(
             **config_columns(r)
         )
         for r in runs
@@ -76,9 +76,9 @@ def learning_summary(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`learning_table` per degree and subset: the median and 90th percentile of the epoch
     of learning over the examples learned (epochs some example has: the lower one where a
     quantile falls between two), and the share never learned for good."""
-    learned = table[table.learned_epoch >= 0].groupby(["corruption_degree", "subset"]).learned_epoch
+    learned = table[table.learned_epoch >= 0].groupby(["corruption_degree", "examples"]).learned_epoch
     summary = pd.DataFrame({"median epoch": learned.quantile(0.5, interpolation="lower"), "90th percentile": learned.quantile(0.9, interpolation="lower")}).astype(int)
-    summary["share not learned"] = (table.learned_epoch < 0).groupby([table.corruption_degree, table.subset]).mean().round(3)
+    summary["share not learned"] = (table.learned_epoch < 0).groupby([table.corruption_degree, table.examples]).mean().round(3)
     return summary
 
 
@@ -284,7 +284,7 @@ def gradient_table(run_: Run, epochs=None, max_examples: int | None = 200, seed:
             rows.append(
                 {
                     "epoch": epoch,
-                    "subset": subset,
+                    "examples": subset,
                     "mean_norm": float(norms.mean()),
                     "median_norm": float(np.median(norms.numpy())),
                     "coherence": float(sample_sum.norm() / norms.sum()),

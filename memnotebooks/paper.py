@@ -26,6 +26,7 @@ __all__ = [
     "PAPER_SETTINGS",
     "TARGET_ACCURACY",
     "describe_settings",
+    "model_rows",
     "model_table",
     "paper_settings",
     "paper_table",
@@ -89,13 +90,18 @@ MEASURES = {"model_test": "network, final", "masc_corrupted": "MASC, corrupted",
 """The paper's columns and what they measure."""
 
 
-def model_table(model: str) -> pd.DataFrame:
-    """The paper's rows for one model, wide: one row per corruption degree ``p``, one column per
-    measure (:data:`MEASURES`' names) and dataset (the paper's names), accuracies in [0, 1]."""
+def model_rows(model: str) -> pd.DataFrame:
+    """The paper's rows for one model (:func:`paper_table`'s columns), datasets in the paper's names."""
     table = paper_table()
     if model not in set(table.model):
         raise ValueError(f"The paper's table has no model {model!r}; it has: {', '.join(sorted(set(table.model)))}.")
-    rows = table[table.model == model].assign(dataset=lambda t: t.dataset.map(PAPER_NAMES["dataset"]))
+    return table[table.model == model].assign(dataset=lambda t: t.dataset.map(PAPER_NAMES["dataset"])).reset_index(drop=True)
+
+
+def model_table(model: str) -> pd.DataFrame:
+    """The paper's rows for one model, wide: one row per corruption degree ``p``, one column per
+    measure (:data:`MEASURES`' names) and dataset (the paper's names), accuracies in [0, 1]."""
+    rows = model_rows(model)
     wide = rows.pivot_table(index="corruption_degree", columns="dataset", values=list(MEASURES)).rename(columns=MEASURES, level=0)
     order = [(measure, dataset) for measure in MEASURES.values() for dataset in rows.dataset.unique()]
     return wide[order].rename_axis(index="p", columns=[None, None])

@@ -453,7 +453,7 @@ def learning_epochs(table: pd.DataFrame):
     fig, axes = plt.subplots(1, len(degrees), figsize=(3.6 * len(degrees) + 1.6, 3.2), squeeze=False, sharey=True, layout="constrained")
     for ax, degree in zip(axes[0], degrees):
         part = table[table.corruption_degree == degree]
-        for subset, rows in part.groupby("subset"):
+        for subset, rows in part.groupby("examples"):
             epochs = rows.learned_epoch.where(rows.learned_epoch >= 0, float("inf")).sort_values()
             share = pd.Series(range(1, len(epochs) + 1), index=epochs.values) / len(epochs)
             ax.step(share.index, share.values, where="post", color=SUBSET_COLOURS[subset], label=f"{subset} ({len(rows) // part.seed.nunique()} per run)")
@@ -499,7 +499,7 @@ def gradients(table: pd.DataFrame, measures=tuple(GRADIENT_MEASURES)):
     n_rows = (len(measures) + 1) // 2
     fig, axes = plt.subplots(n_rows, min(2, len(measures)), figsize=(9, 3.0 * n_rows), squeeze=False, layout="constrained")
     for ax, measure in zip(axes.flat, measures):
-        sns.lineplot(table, x="epoch", y=measure, hue="subset", palette=SUBSET_COLOURS, style="p", markers=True, errorbar=SPREAD, ax=ax, legend=ax is axes.flat[0])
+        sns.lineplot(table, x="epoch", y=measure, hue="examples", palette=SUBSET_COLOURS, style="p", markers=True, errorbar=SPREAD, ax=ax, legend=ax is axes.flat[0])
         ax.set(ylabel=GRADIENT_MEASURES[measure])
         _epoch_axis(ax, table.epoch.unique())
         if measure.endswith("_ratio"):  # what examples with unrelated gradients would give

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -34,6 +36,7 @@ from sklearn.neighbors import KNeighborsClassifier, NearestCentroid
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from .checks import one_of
 from .masc import MASC
 from .store import normalize
 from .uncertainty import pack_hits
@@ -41,6 +44,7 @@ from .uncertainty import pack_hits
 __all__ = [
     "PROBES",
     "PROBE_NAMES",
+    "ProbeEntry",
     "fit_probe",
     "is_well_posed",
     "make_probe",
@@ -50,25 +54,50 @@ __all__ = [
     "probe_recipe",
 ]
 
-PROBES = {
-    "masc": lambda: MASC(variance_threshold=0.99),
-    "logistic": lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)),
-    "knn": lambda: KNeighborsClassifier(n_neighbors=5),
-    "nearest_mean": lambda: NearestCentroid(),
-    "lda": lambda: LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"),
-    "qda": lambda: QuadraticDiscriminantAnalysis(reg_param=0.5),
-}
-"""Probe names and the estimators they build."""
+def _always(X, y) -> bool:
+    return True
 
-PROBE_NAMES = {
-    "masc": "MASC",
-    "nearest_mean": "nearest class mean",
-    "knn": "5 nearest neighbours",
-    "logistic": "logistic regression",
-    "lda": "LDA (shrinkage)",
-    "qda": "QDA (regularized)",
+
+def _more_points_than_features(X, y) -> bool:
+    # QDA estimates a full covariance per class.
+    return bool(np.unique(np.asarray(y), return_counts=True)[1].min() > np.shape(X)[1])
+
+
+@dataclass(frozen=True)
+class ProbeEntry:
+    """What the package knows of one probe: one entry of :data:`PROBES`.
+
+    Attributes
+    ----------
+    build : callable
+        Returns a fresh, unfitted scikit-learn estimator.
+    name : str
+        The probe in words, for tables, legends and prose.
+    probabilistic : bool
+        Whether it has ``predict_proba`` (confident learning needs class probabilities).
+    well_posed : callable
+        ``well_posed(X, y)``: whether it can be fitted on these points (:func:`is_well_posed`).
+    """
+
+    build: Callable
+    name: str
+    probabilistic: bool
+    well_posed: Callable = _always
+
+
+PROBES = {
+    "masc": ProbeEntry(lambda: MASC(variance_threshold=0.99), "MASC", False),
+    "logistic": ProbeEntry(lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)), "logistic regression", True),
+    "knn": ProbeEntry(lambda: KNeighborsClassifier(n_neighbors=5), "5 nearest neighbours", True),
+    "nearest_mean": ProbeEntry(lambda: NearestCentroid(), "nearest class mean", True),
+    "lda": ProbeEntry(lambda: LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"), "LDA (shrinkage)", True),
+    "qda": ProbeEntry(lambda: QuadraticDiscriminantAnalysis(reg_param=0.5), "QDA (regularized)", True, _more_points_than_features),
 }
-"""Each probe's name in words, for tables, legends and prose."""
+"""The probes by name; adding one is one entry here (every layerwise table, baseline and
+relabel method can then use it by name)."""
+
+PROBE_NAMES = {name: entry.name for name, entry in PROBES.items()}
+"""Each probe's name in words (from :data:`PROBES`), for tables, legends and prose."""
 
 _EXECUTION_PARAMS = ("device", "batch_size", "n_jobs", "verbose", "copy", "memory")
 """Estimator parameters that say how, not what, a probe computes: not part of its recipe."""
@@ -76,9 +105,7 @@ _EXECUTION_PARAMS = ("device", "batch_size", "n_jobs", "verbose", "copy", "memor
 
 def make_probe(name: str, **params):
     """A fresh, unfitted probe; ``params`` are set on it (e.g. ``variance_threshold`` for MASC)."""
-    if name not in PROBES:
-        raise ValueError(f"Unknown probe {name!r}; choose one of: {', '.join(PROBES)}.")
-    return PROBES[name]().set_params(**params)
+    return PROBES[one_of("probe", name, PROBES)].build().set_params(**params)
 
 
 def probe_recipe(name: str, **params) -> dict:
@@ -111,9 +138,7 @@ def _signature_defaults(estimator) -> dict:
 
 def is_well_posed(name: str, X, y) -> bool:
     """Whether probe ``name`` can be fitted on ``(X, y)``: QDA needs more points than features per class."""
-    if name != "qda":
-        return True
-    return bool(np.unique(np.asarray(y), return_counts=True)[1].min() > np.shape(X)[1])
+    return PROBES[one_of("probe", name, PROBES)].well_posed(X, y)
 
 
 def fit_probe(name: str, X, y, **params):
@@ -152,7 +177,7 @@ def probe_predictions(probe, X, probabilities: bool = False) -> np.ndarray:
     if not probabilities:
         return np.asarray(probe.predict(_input_for(probe, X)))
     if not hasattr(probe, "predict_proba"):
-        with_probabilities = [name for name in PROBES if hasattr(PROBES[name](), "predict_proba")]
+        with_probabilities = [name for name, entry in PROBES.items() if entry.probabilistic]
         raise ValueError(f"{type(probe).__name__} gives no class probabilities; these probes do: {', '.join(with_probabilities)}.")
     return np.asarray(probe.predict_proba(_input_for(probe, X)))
 

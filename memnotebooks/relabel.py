@@ -120,7 +120,7 @@ _FIXED_METHODS = (
     "true_labels",
 )
 _OTHER_PROBES = tuple(name for name in PROBES if name != "masc")
-_PROBABILISTIC = tuple(name for name in _OTHER_PROBES if hasattr(PROBES[name](), "predict_proba"))
+_PROBABILISTIC = tuple(name for name in _OTHER_PROBES if PROBES[name].probabilistic)
 STARTS = ("memorized", "scratch")
 """Where training on the new labels starts: the memorized network (the paper's fine-tuning) or
 the run's initial weights."""
@@ -149,8 +149,8 @@ METHOD_NAMES = {
     "best_probe_crossfit": "best other probe, out of fold",
     "cleanlab": "cleanlab (flagged points dropped)",
     "true_labels": "true labels",
-    **{name: f"{PROBE_NAMES.get(name, name)}, in-sample" for name in _OTHER_PROBES},
-    **{f"{name}_crossfit": f"{PROBE_NAMES.get(name, name)}, out of fold" for name in _OTHER_PROBES},
+    **{name: f"{PROBE_NAMES[name]}, in-sample" for name in _OTHER_PROBES},
+    **{f"{name}_crossfit": f"{PROBE_NAMES[name]}, out of fold" for name in _OTHER_PROBES},
 }
 """Each method in words, for tables, legends and sentences (:func:`method_name`)."""
 

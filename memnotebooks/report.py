@@ -27,7 +27,7 @@ import pandas as pd
 from . import prose
 from .decoding import best_layer_scores, layerwise_evaluation
 from .paper import MEASURES, PAPER_SEEDS, paper_table
-from .runs import Run, RunConfig, config_columns, run
+from .runs import Run, RunConfig, check_one_setting, config_columns, run
 from .store import CACHE_VERSION, StaleArtifactError, atomic_write, git_commit
 
 __all__ = [
@@ -100,6 +100,7 @@ def gather(runs_, variance_threshold: float = 0.99) -> pd.DataFrame:
         Columns ``model``, ``dataset``, ``corruption_degree``, ``seed``, ``measure``,
         ``selection``, ``layer``, ``accuracy``.
     """
+    check_one_setting(runs_)  # the paper's table has one row per model, dataset and degree
     keys = ["model", "dataset", "corruption_degree", "seed"]
     network = pd.DataFrame(
         [{**config_columns(r), "measure": "model_test", "selection": "final", "layer": "output", "accuracy": r.summary["test_accuracy"]} for r in runs_]

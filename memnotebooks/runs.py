@@ -66,6 +66,7 @@ __all__ = [
     "Run",
     "RunConfig",
     "build_run_model",
+    "check_one_setting",
     "config_columns",
     "early_stopped",
     "history_table",
@@ -666,6 +667,31 @@ def config_columns(run_: Run) -> dict:
         if name not in (*IDENTITY, "checkpoint_epochs") and getattr(c, name) != getattr(defaults, name)
     }
     return {**{name: getattr(c, name) for name in IDENTITY}, **changed}
+
+
+def check_one_setting(runs_, by=("dataset", "model")) -> None:
+    """Refuse runs that differ in more than their degree and seed within a group of ``by``.
+
+    Tables that set degrees and seeds side by side (a report beside the paper, chapter 05's
+    baselines) average the seeds of each degree; runs that differ in another field (dropout,
+    width, epoch cap, ...) would be averaged as if they were seeds.
+
+    Raises
+    ------
+    ValueError
+        Naming the fields in which two runs of one group differ and their values.
+    """
+    settings = {}
+    for r in runs_:
+        group = tuple(getattr(r.config, name) for name in by)
+        settings.setdefault(group, {}).setdefault({k: v for k, v in config_columns(r).items() if k not in IDENTITY}.__repr__(), r.config)
+    for group, configs in settings.items():
+        if len(configs) > 1:
+            first, second = list(configs.values())[:2]
+            fields = [name for name in RunConfig.__dataclass_fields__ if name not in ("corruption_degree", "seed", "checkpoint_epochs") and getattr(first, name) != getattr(second, name)]
+            where = f" of {', '.join(map(str, group))}" if by else ""
+            values = "; ".join(f"{name} {getattr(first, name)!r} and {getattr(second, name)!r}" for name in fields)
+            raise ValueError(f"The runs{where} differ in more than their degree and seed ({values}): their seeds would be averaged together. Give each setting its own table.")
 
 
 def run_columns(table: pd.DataFrame, without=("seed",)) -> list[str]:

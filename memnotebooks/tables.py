@@ -30,7 +30,16 @@ def mean_std_table(table: pd.DataFrame, row: str, value: str, digits: int = 3) -
     """Mean ± std over seeds of ``value`` per ``row`` (in the order of first appearance) and
     corruption degree (columns ``p = ...``), as text: ``"0.918 ± 0.012"`` (non-breaking
     spaces around ``±``, so a cell does not wrap), or the mean alone
-    with one seed; empty where not measured."""
+    with one seed; empty where not measured. A row holding one seed twice at a degree (two
+    runs of different settings) is refused."""
+    if "seed" in table:
+        twice = table[table.duplicated([row, "corruption_degree", "seed"], keep=False)]
+        if len(twice):
+            first = twice.iloc[0]
+            raise ValueError(
+                f"The row {first[row]!r} at p = {first.corruption_degree:g} holds seed {first.seed} twice: these are different runs "
+                "(another setting), and their seeds would be averaged together; give them different row names."
+            )
     stats = table.groupby([row, "corruption_degree"], sort=False)[value].agg(list)
     cells = [mean_std(values, digits) for values in stats]
     wide = pd.Series(cells, index=stats.index).unstack("corruption_degree").reindex(table[row].unique())

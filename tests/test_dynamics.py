@@ -20,9 +20,9 @@ def holdout_hits(run_, epoch):
 
 def test_clean_examples_are_learned_before_corrupted_ones(memorized):
     table = dynamics.learning_table([memorized])
-    assert len(table) == 400 and set(table.subset) == {"clean", "corrupted"}
-    assert (table.subset == "corrupted").sum() == memorized.corrupted.sum()
-    median = table[table.learned_epoch >= 0].groupby("subset").learned_epoch.median()
+    assert len(table) == 400 and set(table.examples) == {"clean", "corrupted"}
+    assert (table.examples == "corrupted").sum() == memorized.corrupted.sum()
+    median = table[table.learned_epoch >= 0].groupby("examples").learned_epoch.median()
     assert median["clean"] < median["corrupted"]
 
 
@@ -48,7 +48,7 @@ def test_gradients_per_checkpoint(memorized):
     assert (table.within_class_coherence >= table.coherence - 1e-6).all()
     assert (table.within_class_null > table.coherence_null).all() and table.within_class_coherence.between(0, 1 + 1e-6).all()
     # Once the clean examples are fitted their loss, and so their gradient, is the smaller.
-    at_five = table[table.epoch == 5].set_index("subset").mean_norm
+    at_five = table[table.epoch == 5].set_index("examples").mean_norm
     assert at_five["clean"] < at_five["corrupted"]
     with pytest.raises(ValueError, match=r"Epoch\(s\) \[3\] .* were never checkpointed; it kept \[0, 2, 5\]"):
         dynamics.gradient_table(memorized, epochs=[3])

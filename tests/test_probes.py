@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import published_masc as published
-from memnotebooks.probes import PROBES, fit_probe, is_well_posed, make_probe, probe_accuracies, probe_recipe
+from memnotebooks.probes import PROBE_NAMES, PROBES, fit_probe, is_well_posed, make_probe, probe_accuracies, probe_recipe
 from memnotebooks.paper import paper_table
 
 
@@ -43,3 +43,9 @@ def test_paper_table_ships_with_the_package_and_uses_our_names():
     assert len(table) == 32 and table.model.notna().all() and table.dataset.notna().all()
     row = table[(table.model == "cnn") & (table.dataset == "fashion_mnist") & (table.corruption_degree == 0.6)].iloc[0]
     assert row.masc_corrupted > row.model_test
+
+
+def test_each_probe_entry_says_whether_it_gives_class_probabilities():
+    for name, entry in PROBES.items():
+        assert entry.probabilistic == hasattr(make_probe(name), "predict_proba"), name
+        assert PROBE_NAMES[name] == entry.name

@@ -275,10 +275,13 @@ def test_runs_that_differ_only_in_dropout_never_share_a_mean(tmp_path):
     dropped = runs.run(config.replace(dropout=0.5), artifacts_dir=tmp_path, device="cpu", progress=False)
     assert "dropout" not in runs.config_columns(plain) and runs.config_columns(dropped)["dropout"] == 0.5
     summary = runs.summary_table([plain, dropped])
-    assert runs.run_columns(summary) == ["dataset", "model", "corruption_degree", "dropout"]
+    assert runs.run_columns(summary) == ["dataset", "model", "corruption_degree", "subset", "max_epochs", "dropout"]
     means = summary.groupby(runs.run_columns(summary), dropna=False).test_accuracy.mean()
     assert len(means) == 2 and sorted(means) == sorted(summary.test_accuracy)
     with pytest.raises(ValueError, match=r"seed 0 twice.*give them different row names"):
         tables.mean_std_table(summary.assign(row="network"), "row", "test_accuracy")
+    with pytest.raises(ValueError, match=r"differ in more than their degree and seed \(dropout 0.0 and 0.5\)"):
+        runs.check_one_setting([plain, dropped])
+    runs.check_one_setting([plain, runs.run(config.replace(seed=1), artifacts_dir=tmp_path, device="cpu", progress=False)])
     padded = runs.padded_history(runs.history_table([plain, dropped]))
     assert len(padded) == len(plain.history) + len(dropped.history)
