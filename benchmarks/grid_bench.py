@@ -7,7 +7,7 @@ chapter's grid does. Each run trains exactly ``--epochs`` epochs: with a corrupt
 least 0.2 none reaches the target accuracy that soon (checked: the script fails if one stops
 early). Both ways write the runs to a temporary cache, as ``run_grid`` does:
 
-- stacked: :func:`memnotebooks.stacked.train_stacked`, one stack of M runs;
+- stacked: :func:`memnotebooks.runs.train_missing_stacked` (:func:`memnotebooks.stacked.train_stacked` on one stack of M runs);
 - one by one: :func:`memnotebooks.runs.run` for each run; the time for M runs is the sum of the
   first M runs' times (each is measured once, for the largest M).
 
@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from memnotebooks import runs, stacked
+from memnotebooks import runs
 from memnotebooks.data import DATASETS
 from memnotebooks.devices import describe_device, resolve_device
 from memnotebooks.runs import RunConfig
@@ -75,14 +75,14 @@ def main(argv=None):
         cache = Path(tmp)
         # Warm up (data loading, thread pools, kernel selection) so that neither way pays it.
         warm = largest[0].replace(max_epochs=1)
-        stacked.train_stacked([warm, warm.replace(seed=99)], artifacts_dir=cache / "warm", **options)
+        runs.train_missing_stacked([warm, warm.replace(seed=99)], artifacts_dir=cache / "warm", **options)
         runs.run(warm.replace(seed=98), artifacts_dir=cache / "warm", **options)
         one_by_one = [timed(lambda c=c: runs.run(c, artifacts_dir=cache / "single", **options), device) for c in largest]
         check_epochs(largest, cache / "single", args.epochs)
         rows = []
         for m in args.runs:
             folder = cache / f"stacked_{m}"
-            seconds = timed(lambda: stacked.train_stacked(grid(args, m), artifacts_dir=folder, **options), device)
+            seconds = timed(lambda: runs.train_missing_stacked(grid(args, m), artifacts_dir=folder, **options), device)
             check_epochs(grid(args, m), folder, args.epochs)
             single = sum(one_by_one[:m])
             rows.append(
