@@ -23,13 +23,13 @@ anew, so its labels differ (:func:`nesting` counts both).
 
 from __future__ import annotations
 
-from numbers import Real
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 
+from .checks import integer, one_of, real
 from .prose import mean_std, number
 
 __all__ = [
@@ -70,9 +70,7 @@ class CorruptedLabels(NamedTuple):
 
 def check_degree(degree) -> float:
     """Return ``degree`` as a float, or raise if it is not a real number in [0, 1]."""
-    if isinstance(degree, bool) or not isinstance(degree, Real) or not 0.0 <= float(degree) <= 1.0:
-        raise ValueError(f"corruption degree must be a number in [0, 1], got {degree!r}.")
-    return float(degree)
+    return real("corruption degree", degree, 0, 1)
 
 
 def corrupt_labels(labels, degree: float, n_classes: int, seed: int = 0, mode: str = "uniform") -> CorruptedLabels:
@@ -98,10 +96,8 @@ def corrupt_labels(labels, degree: float, n_classes: int, seed: int = 0, mode: s
         ``(labels, mask)``.
     """
     degree = check_degree(degree)
-    if mode not in MODES:
-        raise ValueError(f"Unknown corruption mode {mode!r}; choose one of: {', '.join(MODES)}.")
-    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
-        raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}.")
+    one_of("corruption mode", mode, MODES)
+    integer("n_classes", n_classes, low=2)
     labels = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be a 1-D integer array, got dtype {labels.dtype} and shape {labels.shape}.")

@@ -27,7 +27,7 @@ from sklearn.model_selection import train_test_split
 from torchvision import datasets as tv_datasets
 from torchvision.datasets.folder import default_loader
 
-from .checks import one_of
+from .checks import integer, one_of
 from .store import atomic_write
 
 __all__ = [
@@ -207,8 +207,7 @@ def _normalize(images: torch.Tensor, max_value: float = 255.0) -> torch.Tensor:
 
 def _stratified_subset(x, y, size, seed, what):
     n = len(y)
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 0 < size <= n:
-        raise ValueError(f"{what}={size!r} must be an integer in [1, {n}] for this dataset.")
+    size = integer(f"{what} (for this dataset)", size, low=1, high=n)
     if size == n:
         return x, y
     index = np.arange(n)

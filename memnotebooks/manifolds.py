@@ -16,11 +16,12 @@ measures a run's layers).
 
 from __future__ import annotations
 
-from numbers import Integral
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import linprog, nnls
+
+from .checks import integer
 
 __all__ = [
     "CAPACITY_CASES",
@@ -122,8 +123,7 @@ def manifold_analysis(X, labels, n_t: int = 200, seed: int = 0) -> pd.DataFrame:
         The capacity of the whole set of manifolds is the harmonic mean of the rows',
         ``1 / mean(1 / capacity)``.
     """
-    if not isinstance(n_t, Integral) or n_t < 2:
-        raise ValueError(f"n_t must be an integer >= 2, got {n_t!r}.")
+    integer("n_t", n_t, low=2)
     classes, manifolds = _manifolds(X, labels)
     origin = np.concatenate(manifolds).mean(axis=0)
     rng = np.random.default_rng(seed)
@@ -179,8 +179,7 @@ def simulated_capacity(X, labels, n_dichotomies: int = 50, seed: int = 0) -> flo
     float
         ``P / N`` at the crossing, where ``P`` is the number of manifolds.
     """
-    if not isinstance(n_dichotomies, Integral) or n_dichotomies < 1:
-        raise ValueError(f"n_dichotomies must be a positive integer, got {n_dichotomies!r}.")
+    integer("n_dichotomies", n_dichotomies, low=1)
     classes, manifolds = _manifolds(X, labels, min_points=1)
     points = np.concatenate(manifolds)
     points = points - points.mean(axis=0)

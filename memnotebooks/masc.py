@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from numbers import Integral, Real
 
 import numpy as np
 import torch
@@ -11,6 +10,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .checks import integer, real
 from .devices import resolve_device
 
 __all__ = ["MASC", "check_variance_threshold"]
@@ -25,10 +25,7 @@ _CHUNK_ELEMENTS_CUDA = 1 << 26
 
 def check_variance_threshold(variance_threshold) -> float:
     """``variance_threshold`` as a float, or a ``ValueError`` naming it and the allowed range (0, 1]."""
-    t = variance_threshold
-    if isinstance(t, bool) or not isinstance(t, Real) or not 0 < t <= 1:
-        raise ValueError(f"variance_threshold must be a number in (0, 1], got {t!r}.")
-    return float(t)
+    return real("variance_threshold", variance_threshold, 0, 1, low_open=True)
 
 
 def _class_subspace(x: torch.Tensor, variance_threshold: float, max_components: int | None = None):
@@ -144,8 +141,8 @@ class MASC(ClassifierMixin, BaseEstimator):
         check_variance_threshold(self.variance_threshold)
         for name in ("max_components", "batch_size"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, Integral) or value < 1):
-                raise ValueError(f"{name} must be None or an integer >= 1, got {value!r}.")
+            if value is not None:
+                integer(f"{name} (None or an integer)", value, low=1)
 
     def _validate_X(self, X, y=None, reset=False):
         """Numpy input through scikit-learn's checks; torch tensors checked in place (no copy)."""

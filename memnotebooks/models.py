@@ -294,8 +294,7 @@ def rewind(model: nn.Module, state: dict, n_layers: int) -> nn.Module:
         Batch norms after a reset convolution are reset with it (parameters and statistics).
     """
     layers = weight_layers(model)
-    if isinstance(n_layers, bool) or not isinstance(n_layers, int) or not 0 <= n_layers <= len(layers):
-        raise ValueError(f"n_layers must be an integer from 0 to {len(layers)} (the model's weight layers: {', '.join(layers)}), got {n_layers!r}.")
+    integer(f"n_layers (of the model's weight layers: {', '.join(layers)})", n_layers, low=0, high=len(layers))
     names = [name for name, _ in model.named_modules()]
     first = names.index(layers[-n_layers]) if n_layers else len(names)
     reset = set(names[first:])  # every module from the first reset layer on, in registration order

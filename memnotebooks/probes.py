@@ -36,7 +36,7 @@ from sklearn.neighbors import KNeighborsClassifier, NearestCentroid
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .checks import one_of
+from .checks import integer, one_of
 from .masc import MASC
 from .store import normalize
 from .uncertainty import pack_hits
@@ -209,8 +209,7 @@ def out_of_fold_predictions(name: str, X, y, folds: int = 5, seed: int = 0, prob
         If the probe is not well posed on some fold (:func:`is_well_posed`), or ``folds`` is not
         an integer >= 2.
     """
-    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
-        raise ValueError(f"folds must be an integer >= 2, got {folds!r}.")
+    folds = integer("folds", folds, low=2)
     y = np.asarray(y)
     n_classes = int(y.max()) + 1
     predictions = np.zeros((len(y), n_classes)) if probabilities else np.zeros(len(y), dtype=np.int64)

@@ -44,7 +44,7 @@ def test_subset_is_stratified_seeded_and_validated():
     assert len(a.y_train) == 500 and len(a.y_test) == 100
     assert torch.equal(a.x_train, b.x_train) and not torch.equal(a.x_train, c.x_train)
     assert torch.bincount(a.y_train).min() >= 48
-    with pytest.raises(ValueError, match=r"subset=5000 must be an integer in \[1, 1347\]"):
+    with pytest.raises(ValueError, match=r"subset \(for this dataset\) must be an integer in \[1, 1347\], got 5000"):
         load_dataset("digits", subset=5000)
 
 

@@ -51,7 +51,7 @@ def test_same_seed_same_table_and_bad_input():
         manifold_analysis(X, labels[:-1])
     with pytest.raises(ValueError, match="n_t must be an integer >= 2, got 1"):
         manifold_analysis(X, labels, n_t=1)
-    with pytest.raises(ValueError, match="n_dichotomies must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="n_dichotomies must be an integer >= 1, got 0"):
         simulated_capacity(X, labels, n_dichotomies=0)
 
 

@@ -33,7 +33,7 @@ def test_rewind_resets_exactly_the_last_layers():
     for key, value in rewound.state_dict().items():
         source = early if key.startswith(("fc4", "classifier")) else final
         assert torch.equal(value, source.state_dict()[key]), key
-    with pytest.raises(ValueError, match=r"n_layers must be an integer from 0 to 5 \(the model's weight layers: fc1.0, .*\), got 6"):
+    with pytest.raises(ValueError, match=r"n_layers \(of the model's weight layers: fc1.0, .*\) must be an integer in \[0, 5\], got 6"):
         rewind(rewound, early.state_dict(), 6)
 
 
