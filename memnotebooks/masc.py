@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .checks import integer, real
 from .devices import resolve_device
 
-__all__ = ["MASC", "check_variance_threshold"]
+__all__ = ["MASC", "check_variance_threshold", "squared_cosines", "validate_input"]
 
 # Points per chunk are chosen so that one chunk's (points x basis rows) block holds about this
 # many numbers, which bounds memory on inputs of any size: on the CPU a block that stays in
@@ -26,6 +26,56 @@ _CHUNK_ELEMENTS_CUDA = 1 << 26
 def check_variance_threshold(variance_threshold) -> float:
     """``variance_threshold`` as a float, or a ``ValueError`` naming it and the allowed range (0, 1]."""
     return real("variance_threshold", variance_threshold, 0, 1, low_open=True)
+
+
+def validate_input(estimator, X, y=None, reset: bool = False):
+    """``X`` (and ``y``) checked for ``estimator``'s ``fit`` (``reset=True``) or ``predict``.
+
+    Numpy input goes through scikit-learn's ``validate_data`` (float32 or float64, finite,
+    ``n_features_in_`` set or checked) and comes back as a tensor that shares its memory; a torch
+    tensor is checked in place, on its device, without a copy. The estimators of this package
+    that compute in torch (:class:`MASC`, :class:`memnotebooks.velpic.VeLPIC`) share it.
+
+    Parameters
+    ----------
+    estimator : BaseEstimator
+        Its ``n_features_in_`` is set (``reset``) or checked; its class name is in the errors.
+    X : array-like or Tensor of shape (n_samples, n_features)
+    y : array-like or Tensor of shape (n_samples,), optional
+    reset : bool
+        ``True`` in ``fit`` (then ``y`` is required).
+
+    Returns
+    -------
+    Tensor of shape (n_samples, n_features), or (Tensor, ndarray of shape (n_samples,))
+        With ``y``: the labels as a numpy array.
+    """
+    name = type(estimator).__name__
+    if y is None and reset:
+        raise ValueError(f"{name} requires y to be passed, but the target y is None.")
+    if not isinstance(X, torch.Tensor):
+        # np.require copies only read-only arrays, which torch cannot wrap
+        if y is None:
+            X = validate_data(estimator, X, reset=reset, dtype=[np.float64, np.float32])
+            return torch.from_numpy(np.require(X, requirements="W"))
+        X, y = validate_data(estimator, X, y, reset=reset, dtype=[np.float64, np.float32])
+        return torch.from_numpy(np.require(X, requirements="W")), y
+    if X.ndim != 2 or not X.is_floating_point():
+        raise ValueError(f"Expected a 2-D floating-point tensor, got shape {tuple(X.shape)} and dtype {X.dtype}.")
+    if len(X) == 0:
+        raise ValueError("Found array with 0 sample(s) (shape=(0, ...)) while a minimum of 1 is required.")
+    if not torch.isfinite(X).all():
+        raise ValueError("Input X contains NaN or infinity.")
+    if reset:
+        estimator.n_features_in_ = X.shape[1]
+    elif X.shape[1] != estimator.n_features_in_:
+        raise ValueError(f"X has {X.shape[1]} features, but {name} is expecting {estimator.n_features_in_} features as input.")
+    if y is None:
+        return X
+    y = y.cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    if y.ndim != 1 or len(y) != len(X):
+        raise ValueError(f"y must be 1-D with one label per row of X ({len(X)}), got shape {y.shape}.")
+    return X, y
 
 
 def _class_subspace(x: torch.Tensor, variance_threshold: float, max_components: int | None = None):
@@ -145,34 +195,7 @@ class MASC(ClassifierMixin, BaseEstimator):
                 integer(f"{name} (None or an integer)", value, low=1)
 
     def _validate_X(self, X, y=None, reset=False):
-        """Numpy input through scikit-learn's checks; torch tensors checked in place (no copy)."""
-        if y is None and reset:
-            raise ValueError("MASC requires y to be passed, but the target y is None.")
-        if not isinstance(X, torch.Tensor):
-            # np.require copies only read-only arrays, which torch cannot wrap
-            if y is None:
-                X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
-                return torch.from_numpy(np.require(X, requirements="W"))
-            X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32])
-            return torch.from_numpy(np.require(X, requirements="W")), y
-        if X.ndim != 2 or not X.is_floating_point():
-            raise ValueError(f"Expected a 2-D floating-point tensor, got shape {tuple(X.shape)} and dtype {X.dtype}.")
-        if len(X) == 0:
-            raise ValueError("Found array with 0 sample(s) (shape=(0, ...)) while a minimum of 1 is required.")
-        if not torch.isfinite(X).all():
-            raise ValueError("Input X contains NaN or infinity.")
-        if reset:
-            self.n_features_in_ = X.shape[1]
-        elif X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but MASC is expecting {self.n_features_in_} features as input."
-            )
-        if y is None:
-            return X
-        y = y.cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
-        if y.ndim != 1 or len(y) != len(X):
-            raise ValueError(f"y must be 1-D with one label per row of X ({len(X)}), got shape {y.shape}.")
-        return X, y
+        return validate_input(self, X, y, reset=reset)
 
     def fit(self, X, y):
         """Fit one subspace per class.
@@ -309,3 +332,41 @@ class MASC(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def squared_cosines(clf: MASC, X) -> np.ndarray:
+    """MASC as a quadratic rule: each point's ``xᵀP_c x / xᵀx`` for every class of a fitted MASC.
+
+    With ``B_c`` the orthonormal basis of class ``c`` (``clf.components_[c]``) and
+    ``P_c = B_cᵀB_c`` the projector onto its subspace, ``xᵀP_c x = ‖B_c x‖²``, so the quotient is
+    ``cos² θ_c(x)`` for the angle MASC measures: ``argmin_c θ_c(x) = argmax_c xᵀP_c x / xᵀx``
+    (Ketha & Ramaswamy 2026). MASC is therefore a quadratic classifier, as VeLPIC
+    (:class:`memnotebooks.velpic.VeLPIC`) is a linear one. Computed here from the bases, in
+    float64, independently of :meth:`MASC.angles`.
+
+    Parameters
+    ----------
+    clf : MASC
+        Fitted.
+    X : array-like or Tensor of shape (n_samples, n_features)
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_classes)
+        In [0, 1], columns following ``clf.classes_``; 0 for a point that is all zeros (its angle
+        to every class is 90 degrees).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> clf = MASC().fit(np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 3.0]]), [0, 0, 1, 1])
+    >>> squared_cosines(clf, [[1.0, 1.0], [3.0, 0.0]])
+    array([[0.5, 0.5],
+           [1. , 0. ]])
+    """
+    check_is_fitted(clf)
+    X = validate_input(clf, X).cpu().numpy().astype(np.float64)
+    norm2 = np.square(X).sum(axis=1, keepdims=True)
+    inside = np.column_stack([np.square(X @ basis.T).sum(axis=1) for basis in clf.components_])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm2 > 0, np.clip(inside / norm2, 0, 1), 0.0)

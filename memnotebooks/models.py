@@ -7,22 +7,25 @@ such as ``fc1`` is the layer's output *after* its ReLU, as the paper probes it. 
 graph's placeholder ``x``: the (flattened) input itself.
 
 Build models by name with :func:`build_model`, which checks that the architecture can take the
-dataset's input shape.
+dataset's input shape. :func:`last_linear_layer` finds the layer that computes a model's output
+and :func:`edit_last_layer` returns a copy with other weights in it (weight editing, Ketha &
+Ramaswamy 2026); :func:`rewind` resets the last layers to earlier weights.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
+from torch import fx, nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
 from .checks import integer, one_of, real
 
-__all__ = ["MODELS", "ModelEntry", "MLP", "CNN", "AlexNet", "ResNet18", "build_model", "check_dropout", "check_width", "evaluation_mode", "probe_layers", "rewind", "weight_layers"]
+__all__ = ["MODELS", "ModelEntry", "MLP", "CNN", "AlexNet", "ResNet18", "build_model", "check_dropout", "check_width", "edit_last_layer", "evaluation_mode", "last_linear_layer", "probe_layers", "rewind", "weight_layers"]
 
 
 def _dense(in_features: int, out_features: int, dropout: float = 0.0) -> nn.Sequential:
@@ -301,3 +304,99 @@ def rewind(model: nn.Module, state: dict, n_layers: int) -> nn.Module:
     keys = [key for key in model.state_dict() if key.rpartition(".")[0] in reset]
     model.load_state_dict({key: state[key] for key in keys}, strict=False)
     return model
+
+
+def last_linear_layer(model: nn.Module) -> tuple[str, nn.Linear]:
+    """The layer that computes the model's output, if it is an ``nn.Linear``: its name and module.
+
+    The layer is found in the model's traced graph (``torch.fx``, as feature extraction traces
+    it): the module whose output the model returns. For every model of :data:`MODELS` it is the
+    classifier (``classifier``, ResNet-18's ``fc``), which maps the last hidden layer's outputs
+    (the last of the model's probe layers) to one logit per class.
+
+    Returns
+    -------
+    name : str
+        Its module name, e.g. ``"classifier"``.
+    layer : nn.Linear
+        The module itself (not a copy).
+
+    Raises
+    ------
+    ValueError
+        Naming the model and what computes its output, when that is not an ``nn.Linear`` (a
+        convolution, a function of the graph, ...) or the model cannot be traced.
+    """
+    model_name = type(model).__name__
+    try:
+        graph = fx.symbolic_trace(model).graph
+    except Exception as error:  # fx raises many kinds of error on untraceable code
+        raise ValueError(f"Cannot find the last layer of {model_name}: torch.fx cannot trace it ({error}).") from error
+    output = next(node for node in graph.nodes if node.op == "output")
+    last = output.args[0]
+    if not isinstance(last, fx.Node) or last.op != "call_module":
+        what = f"{last.op} {last.target}" if isinstance(last, fx.Node) else repr(last)
+        raise ValueError(f"The last layer of {model_name} is not a module but {what}: it has no linear layer to edit.")
+    layer = model.get_submodule(last.target)
+    if not isinstance(layer, nn.Linear):
+        raise ValueError(f"The last layer of {model_name} is {last.target!r}, a {type(layer).__name__} ({layer}), not an nn.Linear: it cannot hold a linear readout.")
+    return last.target, layer
+
+
+def edit_last_layer(model: nn.Module, weight, bias=None) -> nn.Module:
+    """A copy of ``model`` whose last linear layer (:func:`last_linear_layer`) holds ``weight``
+    and ``bias``; ``model`` itself is not changed.
+
+    Parameters
+    ----------
+    model : nn.Module
+    weight : array-like or Tensor of shape (n_classes, n_features)
+        The layer's new weight: row ``c`` gives class ``c``'s logit ``w_c·h + b_c`` from the last
+        hidden layer's output ``h`` (its ``out_features`` by ``in_features``).
+    bias : array-like or Tensor of shape (n_classes,), optional
+        The new bias. ``None``: zeros if the layer has a bias (as the published code does for the
+        MLP), none if it has none (the CNN's). A bias given for a layer without one gives the
+        copy's layer a bias (its state dict then has one more entry, ``<name>.bias``).
+
+    Returns
+    -------
+    nn.Module
+        The copy, on the model's device and in the model's mode, with the new values in the
+        layer's dtype; its parameters are its own (training it leaves ``model`` alone).
+
+    Raises
+    ------
+    ValueError
+        When the last layer is not linear, or ``weight`` or ``bias`` has another shape than the
+        layer's, or holds NaN or infinity.
+    """
+    name, layer = last_linear_layer(model)
+    where = f"the last layer {name!r} of {type(model).__name__} ({layer.out_features} outputs, {layer.in_features} inputs)"
+    weight = _as_values(weight, "weight", (layer.out_features, layer.in_features), where, layer.weight)
+    if bias is not None:
+        bias = _as_values(bias, "bias", (layer.out_features,), where, layer.weight)
+    edited = copy.deepcopy(model)
+    if bias is not None and layer.bias is None:
+        with_bias = nn.Linear(layer.in_features, layer.out_features, bias=True, device=layer.weight.device, dtype=layer.weight.dtype)
+        with_bias.train(layer.training)
+        parent, _, child = name.rpartition(".")
+        setattr(edited.get_submodule(parent), child, with_bias)
+    target = edited.get_submodule(name)
+    with torch.no_grad():
+        target.weight.copy_(weight)
+        if target.bias is not None:
+            target.bias.copy_(torch.zeros_like(target.bias) if bias is None else bias)
+    return edited
+
+
+def _as_values(values, what: str, shape: tuple[int, ...], where: str, like: torch.Tensor) -> torch.Tensor:
+    """``values`` as a tensor like ``like`` (device, dtype), checked to have ``shape`` and be finite."""
+    try:
+        tensor = torch.as_tensor(values.detach() if isinstance(values, torch.Tensor) else values)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"{what} must be an array of numbers for {where}, got {type(values).__name__}: {error}") from error
+    if tuple(tensor.shape) != shape:
+        raise ValueError(f"{what} must have shape {shape} for {where}, got {tuple(tensor.shape)}.")
+    if tensor.is_complex() or not torch.isfinite(tensor.double()).all():
+        raise ValueError(f"{what} must hold finite real numbers for {where}.")
+    return tensor.to(like.device, like.dtype)

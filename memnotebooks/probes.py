@@ -16,7 +16,10 @@ by MASC and by the classifiers it is compared with in the same way:
 ``qda``
     quadratic discriminant analysis, regularized (``reg_param=0.5``); it needs a full-rank
     covariance per class, so it is scored only where every class has more points than features
-    (:func:`is_well_posed`) and reported as NaN elsewhere.
+    (:func:`is_well_posed`) and reported as NaN elsewhere;
+``velpic``
+    :class:`memnotebooks.velpic.VeLPIC` (Ketha & Ramaswamy 2026: the largest ``v_c·x`` for each
+    class's signed top uncentred direction ``v_c``, a linear map without bias).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from .checks import integer, one_of
 from .masc import MASC
 from .store import normalize
 from .uncertainty import pack_hits
+from .velpic import VeLPIC
 
 __all__ = [
     "PROBES",
@@ -92,6 +96,7 @@ PROBES = {
     "nearest_mean": ProbeEntry(lambda: NearestCentroid(), "nearest class mean", True),
     "lda": ProbeEntry(lambda: LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"), "LDA (shrinkage)", True),
     "qda": ProbeEntry(lambda: QuadraticDiscriminantAnalysis(reg_param=0.5), "QDA (regularized)", True, _more_points_than_features),
+    "velpic": ProbeEntry(VeLPIC, "VeLPIC", False),
 }
 """The probes by name; adding one is one entry here (every layerwise table, baseline and
 relabel method can then use it by name)."""
@@ -149,8 +154,8 @@ def fit_probe(name: str, X, y, **params):
     name : str
         One of :data:`PROBES`.
     X : ndarray or Tensor of shape (n_samples, n_features)
-        MASC keeps a tensor on its device (a GPU's activations are fitted there); the other
-        probes get a numpy array.
+        MASC and VeLPIC keep a tensor on its device (a GPU's activations are fitted there); the
+        other probes get a numpy array.
     y : array-like of shape (n_samples,)
     **params
         Set on the probe (:func:`make_probe`).
@@ -165,9 +170,14 @@ def fit_probe(name: str, X, y, **params):
         return probe.fit(_input_for(probe, X), np.asarray(y))
 
 
+_TENSOR_PROBES = (MASC, VeLPIC)
+"""The probes that compute in torch and take tensors on their device."""
+
+
 def _input_for(probe, X):
-    """MASC takes tensors on their device (a GPU's activations stay there); scikit-learn's probes numpy."""
-    return X.cpu().numpy() if isinstance(X, torch.Tensor) and not isinstance(probe, MASC) else X
+    """MASC and VeLPIC take tensors on their device (a GPU's activations stay there);
+    scikit-learn's probes numpy."""
+    return X.cpu().numpy() if isinstance(X, torch.Tensor) and not isinstance(probe, _TENSOR_PROBES) else X
 
 
 def probe_predictions(probe, X, probabilities: bool = False) -> np.ndarray:

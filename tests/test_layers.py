@@ -11,10 +11,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "memnotebooks"
 
 LAYERS = {
     "leaves": ["checks", "store", "devices", "progress", "prose", "uncertainty", "corruption", "models", "data", "paper"],
-    "arrays": ["masc", "probes", "subspaces", "manifolds", "activations"],
+    "arrays": ["masc", "velpic", "probes", "subspaces", "manifolds", "activations"],
     "training": ["training", "gradients", "stacked"],
     "runs": ["runs"],
-    "analyses": ["tables", "decoding", "baselines", "layer_geometry", "layer_manifolds", "relabel", "dynamics", "rewinding"],
+    "analyses": ["tables", "decoding", "baselines", "layer_geometry", "layer_manifolds", "relabel", "dynamics", "rewinding", "editing"],
     "outputs": ["report", "sweep", "book", "plotting"],
 }
 """Every module of the package, by layer, bottom-up. Within a layer a module may import another

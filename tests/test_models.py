@@ -3,7 +3,7 @@ import re
 import pytest
 import torch
 
-from memnotebooks.models import MODELS, build_model, probe_layers
+from memnotebooks.models import MODELS, build_model, edit_last_layer, last_linear_layer, probe_layers
 
 # (channels, height, width) of every dataset the book supports, and its class count.
 SHAPES = {
@@ -117,3 +117,82 @@ def test_build_model_names_the_options_a_model_takes():
         build_model("alexnet", (3, 32, 32), 10, width=2)
     with pytest.raises(ValueError, match="num_classes must be an integer >= 2, got 1"):
         build_model("mlp", (1, 8, 8), 1)
+
+
+@pytest.mark.parametrize(
+    "model_name, shape, name, has_bias",
+    [("mlp", (1, 8, 8), "classifier", True), ("cnn", (1, 8, 8), "classifier", False), ("alexnet", (3, 32, 32), "classifier", True), ("resnet18", (3, 32, 32), "fc", True)],
+)
+def test_the_last_linear_layer_computes_the_output_from_the_last_probe_layer(model_name, shape, name, has_bias):
+    from memnotebooks.activations import layer_table
+
+    model = build_model(model_name, shape, 10)
+    found, layer = last_linear_layer(model)
+    assert found == name and layer is model.get_submodule(name) and (layer.bias is not None) == has_bias
+    assert layer.in_features == layer_table(model, shape).n_features.iloc[-1] and layer.out_features == 10
+
+
+@pytest.mark.parametrize("model_name", ["mlp", "cnn"])
+def test_edit_last_layer_returns_an_edited_copy(model_name):
+    from memnotebooks.activations import extract_activations
+
+    torch.manual_seed(0)
+    model = build_model(model_name, (1, 8, 8), 10).eval()
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    _, layer = last_linear_layer(model)
+    weight = torch.randn(10, layer.in_features, dtype=torch.float64).numpy()
+    edited = edit_last_layer(model, weight)
+    x = torch.randn(5, 1, 8, 8)
+    hidden = extract_activations(model, x, [probe_layers(model)[-1]])[probe_layers(model)[-1]]
+    with torch.no_grad():
+        torch.testing.assert_close(edited(x), hidden @ torch.from_numpy(weight).float().T)  # no bias: zero or none
+        edited.classifier.weight.add_(1.0)  # the copy's parameters are its own
+    assert all(torch.equal(value, before[key]) for key, value in model.state_dict().items())
+    assert (edited.classifier.bias is None) == (model.classifier.bias is None) and not edited.training
+    # A bias for a layer without one gives the copy one; the model keeps none.
+    bias = torch.arange(10.0)
+    with_bias = edit_last_layer(model, weight, bias)
+    assert torch.equal(with_bias.classifier.bias.detach(), bias) and (model_name == "mlp") == (model.classifier.bias is not None)
+    with torch.no_grad():
+        torch.testing.assert_close(with_bias(x), hidden @ torch.from_numpy(weight).float().T + bias)
+
+
+def test_edit_last_layer_checks_shapes_and_values():
+    model = build_model("cnn", (1, 8, 8), 10)
+    where = r"the last layer 'classifier' of CNN \(10 outputs, 250 inputs\)"
+    with pytest.raises(ValueError, match=rf"weight must have shape \(10, 250\) for {where}, got \(250, 10\)"):
+        edit_last_layer(model, torch.zeros(250, 10))
+    with pytest.raises(ValueError, match=rf"bias must have shape \(10,\) for {where}, got \(9,\)"):
+        edit_last_layer(model, torch.zeros(10, 250), torch.zeros(9))
+    with pytest.raises(ValueError, match=rf"weight must hold finite real numbers for {where}"):
+        edit_last_layer(model, torch.full((10, 250), float("nan")))
+    with pytest.raises(ValueError, match=rf"weight must be an array of numbers for {where}, got str"):
+        edit_last_layer(model, "weights")
+
+
+class _Untraceable(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.classifier = torch.nn.Linear(2, 2)
+
+    def forward(self, x):
+        return self.classifier(x) if x.sum() > 0 else x  # data-dependent control flow
+
+
+class _ActivatedOutput(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.classifier = torch.nn.Linear(2, 2)
+
+    def forward(self, x):
+        return torch.relu(self.classifier(x))
+
+
+def test_a_last_layer_that_is_not_linear_is_named():
+    with pytest.raises(ValueError, match="Cannot find the last layer of _Untraceable: torch.fx cannot trace it"):
+        last_linear_layer(_Untraceable())
+    with pytest.raises(ValueError, match="The last layer of _ActivatedOutput is not a module but call_function .*relu"):
+        last_linear_layer(_ActivatedOutput())
+    conv = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))
+    with pytest.raises(ValueError, match=r"The last layer of Sequential is '0', a Conv2d \(Conv2d\(1, 2.*not an nn.Linear"):
+        last_linear_layer(conv)
