@@ -67,7 +67,6 @@ import copy
 import functools
 import warnings
 from dataclasses import dataclass
-from numbers import Real
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +74,7 @@ import pandas as pd
 import torch
 
 from .activations import check_layers, extract_activations
+from .checks import integer, one_of, real
 from .data import VALIDATION_FRACTION, VALIDATION_SEED, validation_split
 from .decoding import evaluate_layer
 from .masc import check_variance_threshold
@@ -232,6 +232,10 @@ class RelabelSettings:
     start : {"memorized", "scratch"}
         Fine-tune the memorized network (the paper's), or train from the run's initial weights
         with the run's epoch cap (``max_epochs`` then applies to fine-tuning only).
+    best_probes : tuple of str
+        The probes the ``best_probe`` methods (and ``cleanlab_probe="best"``, among those with
+        class probabilities) choose among; named here, so that a probe added to
+        :data:`memnotebooks.probes.PROBES` changes no result until it is named.
     """
 
     layer: str | None = None
@@ -243,22 +247,22 @@ class RelabelSettings:
     max_epochs: int = 30
     validation_fraction: float = VALIDATION_FRACTION
     start: str = "memorized"
+    best_probes: tuple[str, ...] = ("logistic", "knn", "nearest_mean", "lda", "qda")
 
     def __post_init__(self):
         check_variance_threshold(self.variance_threshold)
-        f = self.validation_fraction
-        if isinstance(f, bool) or not isinstance(f, Real) or not 0 < f < 1:
-            raise ValueError(f"validation_fraction must be a number in (0, 1), got {f!r}.")
+        real("validation_fraction", self.validation_fraction, 0, 1, low_open=True, high_open=True)
         for name, low in (("folds", 2), ("patience", 1), ("max_epochs", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+            integer(name, getattr(self, name), low=low)
         if self.cleanlab_probe not in (*_PROBABILISTIC, "best"):
             raise ValueError(f"Unknown cleanlab_probe {self.cleanlab_probe!r}; choose one with class probabilities: {', '.join(_PROBABILISTIC)}, or best.")
         if self.start not in STARTS:
             raise ValueError(f"Unknown start {self.start!r}; choose one of: {', '.join(STARTS)}.")
         if self.layers is not None:
             object.__setattr__(self, "layers", (self.layers,) if isinstance(self.layers, str) else tuple(self.layers))
+        object.__setattr__(self, "best_probes", (self.best_probes,) if isinstance(self.best_probes, str) else tuple(self.best_probes))
+        for probe in self.best_probes:
+            one_of("best_probes entry", probe, _OTHER_PROBES)
 
     def recipe(self, method: str) -> dict:
         """What determines ``method``'s result: the method and the settings it uses."""
@@ -275,7 +279,7 @@ class RelabelSettings:
             recipe["start"] = self.start
         if decoder is not None:
             recipe.update(layer=self.layer, layers=self.layers)
-            probes = _candidates(decoder)
+            probes = _candidates(decoder, self)
             recipe["probes"] = [probe_recipe(name, **self.probe_params(name)) for name in probes]
             if decoder.crossfit:
                 recipe["folds"] = self.folds
@@ -318,12 +322,12 @@ def label_statistics(true_labels, given_labels, new_labels, kept=None) -> dict:
     }
 
 
-def _candidates(decoder: _Decoder) -> tuple[str, ...]:
-    """The probes a decoder chooses among: its own, or for ``"best"`` every probe but MASC (with
-    class probabilities, for cleanlab)."""
+def _candidates(decoder: _Decoder, settings: RelabelSettings) -> tuple[str, ...]:
+    """The probes a decoder chooses among: its own, or for ``"best"`` the settings' ``best_probes``
+    (those with class probabilities, for cleanlab)."""
     if decoder.probe != "best":
         return (decoder.probe,)
-    return _PROBABILISTIC if decoder.drop else _OTHER_PROBES
+    return tuple(p for p in settings.best_probes if p in _PROBABILISTIC) if decoder.drop else settings.best_probes
 
 
 class _Context:

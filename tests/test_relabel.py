@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from memnotebooks import relabel, runs
+from memnotebooks import probes, relabel, runs
 from memnotebooks.activations import extract_activations
 from memnotebooks.data import validation_split
 from memnotebooks.masc import MASC
@@ -224,3 +224,15 @@ def test_retraining_from_scratch_and_the_best_probe_for_cleanlab(memorized):
     assert row.probe in relabel._PROBABILISTIC and 0 < row.n_trained < len(memorized.train_labels)
     with pytest.raises(ValueError, match="Unknown start 'middle'"):
         relabel.relabel_table(memorized, ["true_labels"], start="middle")
+
+
+def test_the_best_probe_methods_choose_among_the_probes_their_settings_name():
+    default = relabel.RelabelSettings()
+    named = [entry["probe"] for entry in default.recipe("best_probe_crossfit")["probes"]]
+    assert named == list(default.best_probes) and "velpic" not in named  # a new probe changes nothing by itself
+    with_velpic = relabel.RelabelSettings(best_probes=(*default.best_probes, "velpic"))
+    assert with_velpic.recipe("best_probe_crossfit") != default.recipe("best_probe_crossfit")
+    cleanlab = [entry["probe"] for entry in relabel.RelabelSettings(cleanlab_probe="best").recipe("cleanlab")["probes"]]
+    assert cleanlab == [p for p in default.best_probes if probes.PROBES[p].probabilistic]
+    with pytest.raises(ValueError, match="Unknown best_probes entry 'masc'; choose one of: logistic"):
+        relabel.RelabelSettings(best_probes=("masc",))
