@@ -23,6 +23,7 @@ __all__ = [
     "baseline_scores",
     "headline_table",
     "network_scores",
+    "network_hits",
     "untrained_runs",
 ]
 
@@ -67,6 +68,34 @@ def network_scores(runs_) -> pd.DataFrame:
             hits = predictions[epoch][holdout] == y_test[holdout]
             rows.append({**config_columns(r), "baseline": baseline, "epoch": epoch, "accuracy": float(hits.mean()), "hits": pack_hits(hits)})
     return pd.DataFrame(rows)
+
+
+def network_hits(runs_, epoch: int = -1, by="corruption_degree") -> dict:
+    """Which test images each run's network predicts right at one epoch, runs grouped.
+
+    Parameters
+    ----------
+    runs_ : list of Run
+        With their per-epoch test predictions (:attr:`memnotebooks.runs.Run.test_predictions`).
+    epoch : int
+        The epoch (0: the initial network); -1, each run's last.
+    by : str or callable
+        A :class:`~memnotebooks.runs.RunConfig` field, or a function of a run's config (e.g.
+        :func:`memnotebooks.dynamics.setting_label`), whose value names a run's group.
+
+    Returns
+    -------
+    dict
+        Per group, in order of first appearance, a bool array of shape (n_runs, n_test): row
+        ``s`` the group's ``s``-th run in ``runs_``' order (its seed), column ``i`` test image
+        ``i``; what :func:`memnotebooks.uncertainty.accuracy_interval` and
+        :func:`~memnotebooks.uncertainty.paired_bootstrap` take.
+    """
+    key = (lambda config: getattr(config, by)) if isinstance(by, str) else by
+    groups = {}
+    for r in runs_:
+        groups.setdefault(key(r.config), []).append(r.test_predictions[epoch] == r.dataset.y_test.numpy())
+    return {name: np.stack(hits) for name, hits in groups.items()}
 
 
 def untrained_runs(grid, **run_kwargs) -> list[Run]:

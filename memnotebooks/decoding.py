@@ -12,8 +12,10 @@ The evaluation sets (:func:`evaluation_sets`) are the test set, its validation 2
 corrupted ones (scored against their true and their given labels). :func:`best_layers` chooses
 a layer two ways: on the test set itself, as the paper does, and on the validation part, scored
 on the holdout part (:data:`SELECTIONS`, :func:`best_layer_scores`). :func:`layer_scores` and
-:func:`probe_differences` compare layers and probes image by image, and :func:`threshold_scores`
-decodes with MASC's other variance thresholds.
+:func:`probe_differences` compare layers and probes image by image (:func:`layer_profile`: where
+decoding peaks with depth), and :func:`threshold_scores` decodes with MASC's other variance
+thresholds (:func:`best_setting`: which one decodes most). :func:`evaluation_grid` evaluates
+several runs.
 """
 
 from __future__ import annotations
@@ -36,9 +38,12 @@ from .tables import paired_differences
 __all__ = [
     "best_layer_scores",
     "best_layers",
+    "best_setting",
     "evaluate_layer",
+    "evaluation_grid",
     "evaluation_sets",
     "hidden_layers",
+    "layer_profile",
     "layer_scores",
     "layerwise_evaluation",
     "noisy_validation_labels",
@@ -228,6 +233,11 @@ def layerwise_evaluation(
     return table[columns].assign(**identity)[list(identity) + columns]
 
 
+def evaluation_grid(runs, **options) -> pd.DataFrame:
+    """:func:`layerwise_evaluation` of several runs (``options`` as there), stacked."""
+    return pd.concat([layerwise_evaluation(r, **options) for r in runs], ignore_index=True)
+
+
 def _best_layer_keys(evaluation: pd.DataFrame) -> list[str]:
     # Every field that tells runs apart but the seed (runs.run_columns): runs that differ in
     # dropout, width, ... choose their layers apart.
@@ -337,6 +347,74 @@ def probe_differences(evaluation: pd.DataFrame, reference: str = "masc", split: 
     return pd.concat(frames, ignore_index=True)
 
 
+def layer_profile(scores: pd.DataFrame, layers) -> pd.DataFrame:
+    """Where decoding peaks with depth: per degree, over ``layers`` (in the network's order).
+
+    Parameters
+    ----------
+    scores : DataFrame
+        :func:`layer_scores` (the layer as ``baseline``), one or several seeds.
+    layers : list of str
+        The layers compared, input to output (e.g. :func:`hidden_layers`).
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``corruption_degree``: ``highest``, ``lowest`` and ``last_layer`` (layers)
+        with their mean accuracies over seeds (``highest_accuracy``, ``lowest_accuracy``,
+        ``last_accuracy``); ``falls_steadily`` (the mean never rises from one layer to the
+        next); and the last layer minus the highest one image by image
+        (:func:`memnotebooks.tables.paired_differences`: ``difference``, ``low``, ``high``,
+        ``sign``), NaN where the highest is the last.
+    """
+    layers = list(layers)
+    mean = scores.groupby(["corruption_degree", "baseline"]).accuracy.mean().unstack()[layers]
+    rows = []
+    for degree, by_layer in mean.iterrows():
+        highest, last = by_layer.idxmax(), layers[-1]
+        drop = paired_differences(scores[scores.corruption_degree == degree], highest, others=[last]).iloc[0] if highest != last else None
+        rows.append({
+            "corruption_degree": degree, "highest": highest, "highest_accuracy": by_layer.max(), "lowest": by_layer.idxmin(), "lowest_accuracy": by_layer.min(),
+            "last_layer": last, "last_accuracy": by_layer[last], "falls_steadily": bool((by_layer.diff().iloc[1:] <= 0).all()),
+            **{key: np.nan if drop is None else drop[key] for key in ("difference", "low", "high", "sign")},
+        })
+    return pd.DataFrame(rows).set_index("corruption_degree")
+
+
+def best_setting(scores: pd.DataFrame, reference: str, exclude=("chosen on validation",)) -> pd.DataFrame:
+    """Which setting decodes most, per degree, beside ``reference``.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        One row per setting (``baseline``: e.g. :func:`threshold_scores`' ``subspaces``), degree
+        and seed, with ``accuracy`` and ``hits`` (for
+        :func:`memnotebooks.tables.paired_differences`).
+    reference : str
+        The setting compared with the best one (the paper's threshold).
+    exclude : tuple of str
+        Settings that are not candidates (a choice among the others).
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``corruption_degree``: ``best`` (the setting with the highest mean accuracy
+        over seeds; the first on ties), ``best_accuracy``, ``reference_accuracy`` and the best
+        minus the reference image by image (``difference``, ``low``, ``high``, ``sign``), NaN
+        where the best is the reference.
+    """
+    others = [s for s in dict.fromkeys(scores.baseline) if s != reference and s not in exclude]
+    differences = paired_differences(scores, reference, others=others)
+    mean = scores.groupby(["corruption_degree", "baseline"]).accuracy.mean().unstack()
+    rows = []
+    for degree, by_setting in mean.iterrows():
+        best = by_setting.drop(list(exclude), errors="ignore").idxmax()
+        row = None if best == reference else differences[(differences.corruption_degree == degree) & (differences.baseline == best)].iloc[0]
+        rows.append({"corruption_degree": degree, "best": best, "best_accuracy": by_setting[best], "reference_accuracy": by_setting[reference],
+                     **{key: np.nan if row is None else row[key] for key in ("difference", "low", "high", "sign")}})
+    return pd.DataFrame(rows).set_index("corruption_degree")
+
+
 def _in_layer_order(table: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values("layer_index", kind="stable") if "layer_index" in table else table
 
@@ -358,7 +436,7 @@ def threshold_scores(grid, thresholds=(0.25, 0.5, 0.75, 0.9, 0.99), single_compo
     hidden = hidden_layers(grid[0])
     frames = []
     for name, params in settings:
-        decoding = pd.concat([layerwise_evaluation(r, layers=hidden, **params) for r in grid], ignore_index=True)
+        decoding = evaluation_grid(grid, layers=hidden, **params)
         frames.append(decoding.assign(subspaces=name))
     every = pd.concat(frames, ignore_index=True)
     per_setting = pd.concat([best_layer_scores(frame).assign(subspaces=frame.subspaces.iloc[0]) for frame in frames], ignore_index=True)

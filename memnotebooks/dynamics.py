@@ -5,18 +5,25 @@ its layers evolves over its checkpoints.
 - :func:`learning_table`: each training example's epoch of learning (the first epoch from which
   the network fits its label for good), clean against corrupted: Arpit et al. (2017) find the
   real patterns learned first, the noise later.
-- :func:`settings_summary`, :func:`settings_history` (:func:`setting_label`): runs of other noise
-  (random or permuted labels, random inputs) and regularizers (dropout, weight decay) side by
-  side; :func:`width_summary` and :func:`width_differences`: runs of other widths.
+- :func:`settings_summary`, :func:`settings_history` (:func:`setting_label`, :func:`setting_table`):
+  runs of other noise (random or permuted labels, random inputs) and regularizers (dropout,
+  weight decay) side by side; :func:`regularizer_effects` and :func:`plateaus`: what each
+  regularizer slows, and whether the memorized labels' accuracy levels off;
+  :func:`width_summary`, :func:`width_differences` and :func:`width_trend`: runs of other widths.
 - :func:`gradient_table`: at the run's checkpoints, how hard each clean and each corrupted example
   pulls on the weights (its gradient's norm), how much the examples of a subset agree (the
   coherence of their gradients) and what share of the full-batch step each subset makes. Early
   in training the clean examples agree with one another and the corrupted ones do not, so the
   step follows the clean ones (Stephenson et al.'s analytical point), measured.
-- :func:`decoding_over_epochs`: MASC's best-layer test accuracy at each checkpoint beside the
-  network's own, to see when each peaks (latent generalization while memorizing).
+  :func:`gradient_grid` measures several runs, :func:`gradient_display` shows the measures and
+  :func:`gradient_findings` counts what the chapter says of them.
+- :func:`decoding_over_epochs` (:func:`decoding_grid`: each run over its own checkpoints): MASC's
+  best-layer test accuracy at each checkpoint beside the network's own, to see when each peaks
+  (latent generalization while memorizing); :func:`decoding_peaks` and
+  :func:`decoding_comparisons` compare the peaks image by image.
 
-:func:`checkpointed_epochs` checks which of a run's checkpoints an analysis asks for.
+:func:`checkpointed_epochs` checks which of a run's checkpoints an analysis asks for;
+:func:`epochs_reached` keeps those of a list the run reached.
 """
 
 from __future__ import annotations
@@ -25,27 +32,41 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .baselines import network_hits
 from .data import validation_split
 from .decoding import best_layer_scores, layerwise_evaluation
 from .gradients import per_example_gradient_norms, summed_gradient
 from .models import weight_layers
-from .prose import mean_std
+from .prose import mean_std, number
 from .runs import Run, RunConfig, config_columns, early_stopped, history_table, summary_table
+from .tables import paired_differences
 from .uncertainty import pack_hits, paired_bootstrap, unpack_hits
 
 __all__ = [
     "apart",
     "checkpointed_epochs",
+    "decoding_comparisons",
+    "decoding_grid",
     "decoding_over_epochs",
     "decoding_peaks",
+    "epochs_reached",
+    "gradient_display",
+    "GRADIENT_TABLES",
+    "gradient_findings",
+    "gradient_grid",
     "gradient_table",
     "learning_summary",
     "learning_table",
+    "plateaus",
+    "regularizer_effects",
     "setting_label",
+    "setting_table",
     "settings_history",
     "settings_summary",
     "width_differences",
     "width_summary",
+    "width_trend",
+    "WIDTH_TRENDS",
 ]
 
 
@@ -100,15 +121,12 @@ def settings_history(runs, noise: bool = True) -> pd.DataFrame:
     return pd.concat([history_table([r]).assign(setting=setting_label(r.config, noise)) for r in runs], ignore_index=True)
 
 
-def settings_summary(runs, noise: bool = True, epoch: int | None = None) -> pd.DataFrame:
-    """Per setting (:func:`setting_label`), over its seeds: the epochs trained (mean; ``± std``
-    in ``epochs (spread)`` as text), how many seeds reached the target, and the mean accuracies
-    on the clean training examples, on the corrupted ones against their given labels, and on the
-    test set (columns ``seeds``, ``epochs``, ``epochs (spread)``, ``reached target``, ``clean``,
-    ``corrupted (given)``, ``test``). ``epoch`` reads the accuracies at that epoch of every
-    run's history instead of at its end (a common epoch, for runs that stop at different
-    epochs; every run must have reached it). ``noise=False`` names the settings by their
-    regularizers alone."""
+def setting_table(runs, noise: bool = True, epoch: int | None = None) -> pd.DataFrame:
+    """:func:`memnotebooks.runs.summary_table` with each run's ``setting`` (:func:`setting_label`),
+    one row per run in order. ``epoch`` reads the accuracies ``clean_accuracy``,
+    ``corrupted_accuracy_given`` and ``test_accuracy`` at that epoch of every run's history
+    instead of at its end (a common epoch, for runs that stop at different epochs; every run must
+    have reached it)."""
     runs = list(runs)
     table = summary_table(runs).assign(setting=[setting_label(r.config, noise) for r in runs])
     if epoch is not None:
@@ -117,6 +135,18 @@ def settings_summary(runs, noise: bool = True, epoch: int | None = None) -> pd.D
             raise ValueError(f"Run(s) {', '.join(short)} stopped before epoch {epoch}; choose an epoch every run reached.")
         for column in ("clean_accuracy", "corrupted_accuracy_given", "test_accuracy"):
             table[column] = [r.history.set_index("epoch").loc[epoch, column] for r in runs]
+    return table
+
+
+def settings_summary(runs, noise: bool = True, epoch: int | None = None) -> pd.DataFrame:
+    """Per setting (:func:`setting_label`), over its seeds: the epochs trained (mean; ``± std``
+    in ``epochs (spread)`` as text), how many seeds reached the target, and the mean accuracies
+    on the clean training examples, on the corrupted ones against their given labels, and on the
+    test set (columns ``seeds``, ``epochs``, ``epochs (spread)``, ``reached target``, ``clean``,
+    ``corrupted (given)``, ``test``). ``epoch`` reads the accuracies at that epoch of every
+    run's history instead of at its end (:func:`setting_table`). ``noise=False`` names the
+    settings by their regularizers alone."""
+    table = setting_table(runs, noise, epoch)
     columns = {"clean_accuracy": "clean", "corrupted_accuracy_given": "corrupted (given)", "test_accuracy": "test"}
     groups = table.groupby("setting", sort=False)
     summary = pd.DataFrame(
@@ -128,6 +158,72 @@ def settings_summary(runs, noise: bool = True, epoch: int | None = None) -> pd.D
         }
     ).join(groups[list(columns)].mean().round(3).rename(columns=columns))
     return summary.rename_axis(index="setting" if noise else "regularizer")
+
+
+def regularizer_effects(runs, epoch: int) -> pd.DataFrame:
+    """What each regularizer does at a common epoch, against the runs without one.
+
+    The runs' settings are their regularizers (:func:`setting_label` with ``noise=False``); the
+    first setting in ``runs`` is the reference (no regularizer), each other one is compared
+    with it seed by seed (the ``s``-th run of each).
+
+    Parameters
+    ----------
+    runs : list of Run
+        Runs of one degree, each setting with the same seeds in the same order.
+    epoch : int
+        An epoch every run reached (:func:`setting_table`).
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``regularizer``: the test accuracy at ``epoch`` minus the reference's, paired
+        over test images and seeds (:func:`memnotebooks.uncertainty.paired_bootstrap`:
+        ``difference``, ``low``, ``high``, ``sign``, ``n_images``, ``n_seeds``), and ``slows``:
+        +1 when in every seed it takes more off the corrupted examples' accuracy on their given
+        labels than off the clean examples' accuracy, −1 when it takes more off the clean ones in
+        every seed, 0 otherwise (:func:`apart` of the difference against 0).
+    """
+    table = setting_table(runs, noise=False, epoch=epoch)
+    hits = network_hits(runs, epoch, by=lambda config: setting_label(config, noise=False))
+    base, *others = hits
+    of = {name: part for name, part in table.groupby("setting", sort=False)}
+    rows = []
+    for name in others:
+        d = paired_bootstrap(hits[name], hits[base])
+        off = {column: of[base][column].to_numpy() - of[name][column].to_numpy() for column in ("corrupted_accuracy_given", "clean_accuracy")}
+        rows.append({"regularizer": name, "difference": d.estimate, "low": d.low, "high": d.high, "sign": d.sign, "n_images": d.n_images, "n_seeds": d.n_seeds,
+                     "slows": apart(off["corrupted_accuracy_given"] - off["clean_accuracy"], [0])})
+    return pd.DataFrame(rows).set_index("regularizer")
+
+
+def plateaus(history: pd.DataFrame, start: int, band: float, settings=None) -> pd.DataFrame:
+    """Whether the corrupted examples' accuracy on their given labels levels off, per setting.
+
+    From :func:`settings_history`, the mean over seeds at each epoch; from epoch ``start`` on,
+    the corrupted examples' accuracy on their given labels is a ``"plateau"`` when it stays
+    within ``band``, ``"rising"`` when it ends more than ``band`` above where it started, and
+    ``"moving"`` otherwise; beside it, the test accuracy's highest point and its end.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``setting`` (``settings``, in that order; default all; a setting whose runs
+        end before ``start`` is left out): ``start`` and ``end`` (the accuracy at ``start`` and
+        at ``end_epoch``, the last), ``low``, ``high``, ``shape``, ``test_peak``,
+        ``test_peak_epoch`` and ``test_end``.
+    """
+    curves = history.groupby(["setting", "epoch"])[["corrupted_accuracy_given", "test_accuracy"]].mean()
+    rows = []
+    for name in curves.index.unique("setting") if settings is None else settings:
+        noise_curve, test_curve = curves.loc[name].corrupted_accuracy_given.loc[start:], curves.loc[name].test_accuracy
+        if noise_curve.empty:
+            continue
+        span = noise_curve.max() - noise_curve.min()
+        shape = "plateau" if span <= band else "rising" if noise_curve.iloc[-1] - noise_curve.iloc[0] > band else "moving"
+        rows.append({"setting": name, "start": noise_curve.iloc[0], "end": noise_curve.iloc[-1], "end_epoch": noise_curve.index[-1], "low": noise_curve.min(),
+                     "high": noise_curve.max(), "shape": shape, "test_peak": test_curve.max(), "test_peak_epoch": test_curve.idxmax(), "test_end": test_curve.iloc[-1]})
+    return pd.DataFrame(rows, columns=["setting", "start", "end", "end_epoch", "low", "high", "shape", "test_peak", "test_peak_epoch", "test_end"]).set_index("setting")
 
 
 def apart(a, b) -> int:
@@ -209,6 +305,25 @@ def width_differences(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+WIDTH_TRENDS = {
+    (1,): "rises with width",
+    (-1,): "falls with width",
+    (0,): "is level across widths",
+    (0, 1): "rises with width at some steps and is level at others",
+    (-1, 0): "falls with width at some steps and is level at others",
+}
+"""The course of an accuracy over widths (:func:`width_trend`), by the signs of its steps."""
+
+
+def width_trend(differences: pd.DataFrame, network: str) -> str:
+    """How the holdout accuracy of ``network`` (``"final"`` or ``"stopped early"``) moves with
+    width, in words (:data:`WIDTH_TRENDS`), from the signs of every pair of
+    :func:`width_differences`; "is not monotone in width" when it rises at some steps and falls
+    at others."""
+    signs = differences[differences.network == network].sign
+    return WIDTH_TRENDS.get(tuple(sorted(set(signs))), "is not monotone in width")
+
+
 def checkpointed_epochs(run_: Run, epochs=None) -> list[int]:
     """The checkpointed epochs the run reached, or ``epochs`` checked against them: an error names
     those the run never checkpointed (:attr:`memnotebooks.runs.RunConfig.checkpoint_epochs`)."""
@@ -219,6 +334,20 @@ def checkpointed_epochs(run_: Run, epochs=None) -> list[int]:
     if missing:
         raise ValueError(f"Epoch(s) {missing} of {run_.path.name} were never checkpointed; it kept {reached} (RunConfig.checkpoint_epochs).")
     return list(epochs)
+
+
+def epochs_reached(run_: Run, epochs, final: bool = True) -> list[int]:
+    """The epochs of ``epochs`` the run reached, in their order: up to its last epoch, or with
+    ``final=False`` before it.
+
+    A checkpoint at the last epoch holds the final network's weights, so an analysis that
+    measures the final network on its own (:func:`memnotebooks.layer_manifolds.manifold_grid`)
+    or compares each checkpoint with it (:func:`memnotebooks.rewinding.rewinding_grid`) asks for
+    the epochs before it: with the last one the final network would be counted twice, or
+    rewound to itself, a comparison level by construction.
+    """
+    end = run_.summary["epochs"]
+    return [e for e in epochs if e <= end and (final or e < end)]
 
 
 def gradient_table(run_: Run, epochs=None, max_examples: int | None = 200, seed: int = 0, batch_size: int | None = None) -> pd.DataFrame:
@@ -298,6 +427,71 @@ def gradient_table(run_: Run, epochs=None, max_examples: int | None = 200, seed:
     return pd.DataFrame(rows).assign(**config_columns(run_))
 
 
+def gradient_grid(runs, epochs=None, max_examples: int | None = 200, seed: int = 0, batch_size: int | None = None) -> pd.DataFrame:
+    """:func:`gradient_table` of several runs, stacked, each at the epochs of ``epochs`` it
+    reached (:func:`epochs_reached`; default every checkpoint it kept)."""
+    return pd.concat([gradient_table(r, None if epochs is None else epochs_reached(r, epochs), max_examples, seed, batch_size) for r in runs], ignore_index=True)
+
+
+GRADIENT_TABLES = (["coherence", "coherence_null"], ["within_class_coherence", "within_class_null"], ["step_share"])
+"""The measures of :func:`gradient_table` that :func:`gradient_display` shows together."""
+
+
+def gradient_display(gradients: pd.DataFrame, digits: int = 2) -> list[pd.DataFrame]:
+    """:func:`gradient_grid`'s measures for the page: one table per group of
+    ``GRADIENT_TABLES`` (each coherence beside its null; the step share), a row per epoch, a
+    column per measure, degree and subset, the values as text with ``digits`` decimals."""
+    return [
+        gradients.pivot_table(index="epoch", columns=["corruption_degree", "examples"], values=values).map(lambda v: number(v, digits)).rename_axis(columns=["measure", "p", "subset"])
+        for values in GRADIENT_TABLES
+    ]
+
+
+def gradient_findings(gradients: pd.DataFrame, runs) -> pd.DataFrame:
+    """What :func:`gradient_grid`'s measures say, run by run, counted over its checkpoints.
+
+    Each coherence is read as a ratio to its null (``coherence / coherence_null``,
+    ``within_class_coherence / within_class_null``).
+
+    Returns
+    -------
+    DataFrame
+        One row per run of ``runs`` (in order): ``corruption_degree``, ``seed``,
+        ``clean_share`` (the clean examples' share of the training set), ``epochs`` and
+        ``later`` (how many checkpoints, and how many after epoch 0), ``harder`` (checkpoints
+        after epoch 0 where one corrupted example's gradient is larger than one clean
+        example's, by mean norm), ``pooled`` and ``within`` (checkpoints where the clean
+        examples' coherence over its null is above the corrupted examples', pooled over the
+        classes and within a class), ``noisy_low`` and ``noisy_high`` (the corrupted examples'
+        within-class coherence over its null, lowest and highest), ``above`` (the epochs where
+        the clean examples' share of the step is above their share of the examples), ``below``
+        (those after epoch 0 where it is at or below it), and ``at_or_below`` and
+        ``checkpoints_since``: from the first epoch of ``below`` on, at how many of how many
+        checkpoints it is at or below it (0 and 0 when ``below`` is empty).
+    """
+    nulls = {"coherence": "coherence_null", "within_class_coherence": "within_class_null"}
+    rows = []
+    for r in runs:
+        g = gradients[(gradients.corruption_degree == r.config.corruption_degree) & (gradients.seed == r.config.seed)].set_index(["epoch", "examples"])
+        epochs = list(dict.fromkeys(g.index.get_level_values("epoch")))
+        later = [e for e in epochs if e > 0]
+        ratio = lambda e, s, kind: g.loc[(e, s), kind] / g.loc[(e, s), nulls[kind]]  # noqa: E731
+        clean = 1 - r.corrupted.mean()
+        share = g.xs("clean", level="examples").step_share.loc[epochs]
+        noisy = [ratio(e, "corrupted", "within_class_coherence") for e in epochs]
+        below = [e for e in later if share[e] <= clean]
+        rows.append({
+            "corruption_degree": r.config.corruption_degree, "seed": r.config.seed, "clean_share": clean, "epochs": len(epochs), "later": len(later),
+            "harder": sum(g.loc[(e, "corrupted"), "mean_norm"] > g.loc[(e, "clean"), "mean_norm"] for e in later),
+            "pooled": sum(ratio(e, "clean", "coherence") > ratio(e, "corrupted", "coherence") for e in epochs),
+            "within": sum(ratio(e, "clean", "within_class_coherence") > ratio(e, "corrupted", "within_class_coherence") for e in epochs),
+            "noisy_low": min(noisy), "noisy_high": max(noisy), "above": [e for e in epochs if share[e] > clean], "below": below,
+            "at_or_below": sum(e >= below[0] for e in below) if below else 0,
+            "checkpoints_since": sum(e >= below[0] for e in later) if below else 0,
+        })
+    return pd.DataFrame(rows)
+
+
 def decoding_over_epochs(runs, epochs=None, fit_labels: str = "corrupted", layers=None, variance_threshold: float = 0.99) -> pd.DataFrame:
     """MASC at its best layer and the network itself, on the test set, at each checkpoint.
 
@@ -355,6 +549,12 @@ def decoding_over_epochs(runs, epochs=None, fit_labels: str = "corrupted", layer
     return pd.concat(frames, ignore_index=True)[columns]
 
 
+def decoding_grid(runs, fit_labels: str = "corrupted", layers=None, variance_threshold: float = 0.99) -> pd.DataFrame:
+    """:func:`decoding_over_epochs` of each run alone, over every checkpoint it reached, stacked
+    (runs of different lengths keep all their checkpoints; the best layer is each run's own)."""
+    return pd.concat([decoding_over_epochs([r], None, fit_labels, layers, variance_threshold) for r in runs], ignore_index=True)
+
+
 def decoding_peaks(table: pd.DataFrame, selection: str = "validated") -> pd.DataFrame:
     """When each decoder of :func:`decoding_over_epochs` peaks: per corruption degree ``p`` and
     decoder (mean over seeds), under ``peak`` the checkpoint chosen, its accuracy and the
@@ -375,3 +575,51 @@ def decoding_peaks(table: pd.DataFrame, selection: str = "validated") -> pd.Data
     columns = pd.MultiIndex.from_product([["peak", "last checkpoint"], ["epoch", "accuracy", "layer"]])
     table = pd.DataFrame([row[2:] for row in rows], columns=columns)
     return table.set_index(pd.MultiIndex.from_tuples([tuple(row[:2]) for row in rows], names=["p", "decoder"]))
+
+
+def decoding_comparisons(table: pd.DataFrame) -> pd.DataFrame:
+    """The peaks of :func:`decoding_peaks` (validated) compared image by image, per degree.
+
+    Every comparison is a :class:`memnotebooks.uncertainty.Difference` over the holdout images
+    and the seeds (:func:`memnotebooks.uncertainty.paired_bootstrap`) of the ``"validated"`` rows
+    of :func:`decoding_over_epochs`.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``corruption_degree``: the network's validated checkpoint ``network_epoch``
+        (its ``network_accuracy``), the last checkpoint ``last_epoch`` (``network_last_accuracy``)
+        and ``network_last`` (last minus validated); MASC's validated checkpoint ``masc_epoch``
+        (``masc_layer``, ``masc_accuracy``), its layer and accuracy at the last checkpoint
+        (``masc_last_layer``, ``masc_last_accuracy``) and ``masc_last`` (last minus validated);
+        the first checkpoint ``first_epoch`` with MASC's accuracy there
+        (``masc_first_accuracy``) and ``masc_first`` (first minus last); ``masc_over_network``
+        (MASC minus the network, each at its validated checkpoint); ``masc_gain`` (MASC at its
+        validated checkpoint minus at the first); and over the checkpoints, at how many MASC is
+        ``above``, ``below`` or ``level`` with the network.
+    """
+    validated, peaks = table[table.selection == "validated"], decoding_peaks(table)
+
+    def hits(degree, decoder, epoch):
+        rows = validated[(validated.corruption_degree == degree) & (validated.decoder == decoder) & (validated.epoch == epoch)].sort_values("seed")
+        return [unpack_hits(h) for h in rows.hits]
+
+    per_epoch = pd.concat([paired_differences(part, "network", column="decoder").assign(epoch=e) for e, part in validated.groupby("epoch")])
+    first = validated.epoch.min()
+    rows = []
+    for degree in peaks.index.unique("p"):
+        net, masc = peaks.loc[(degree, "network")], peaks.loc[(degree, "MASC")]
+        ne, me, le = int(net["peak", "epoch"]), int(masc["peak", "epoch"]), int(net["last checkpoint", "epoch"])
+        signs = per_epoch[per_epoch.corruption_degree == degree].sign
+        rows.append({
+            "corruption_degree": degree, "network_epoch": ne, "network_accuracy": net["peak", "accuracy"], "last_epoch": le,
+            "network_last_accuracy": net["last checkpoint", "accuracy"], "network_last": paired_bootstrap(hits(degree, "network", le), hits(degree, "network", ne)),
+            "masc_epoch": me, "masc_layer": masc["peak", "layer"], "masc_accuracy": masc["peak", "accuracy"], "masc_last_layer": masc["last checkpoint", "layer"],
+            "masc_last_accuracy": masc["last checkpoint", "accuracy"], "masc_last": paired_bootstrap(hits(degree, "MASC", le), hits(degree, "MASC", me)),
+            "first_epoch": int(first), "masc_first_accuracy": np.mean(hits(degree, "MASC", first)),
+            "masc_first": paired_bootstrap(hits(degree, "MASC", first), hits(degree, "MASC", le)),
+            "masc_over_network": paired_bootstrap(hits(degree, "MASC", me), hits(degree, "network", ne)),
+            "masc_gain": paired_bootstrap(hits(degree, "MASC", me), hits(degree, "MASC", first)),
+            "above": int((signs == 1).sum()), "below": int((signs == -1).sum()), "level": int((signs == 0).sum()),
+        })
+    return pd.DataFrame(rows).set_index("corruption_degree")

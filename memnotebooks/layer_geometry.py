@@ -11,6 +11,11 @@ training activations, grouped by their true or their corrupted labels:
   every seed;
 - :func:`label_group_subspaces` and :func:`subspace_room` (chapter 05): why MASC copies noisy
   labels in-sample, its subspaces' dimension beside the points they have to span.
+
+:func:`geometry_grid` stacks :func:`geometry_table` over runs. Chapter 03's first look at the
+layers is here too: :func:`embedding_table`, the test images in each layer's first two principal
+components (:func:`memnotebooks.activations.embed_2d`), and :func:`layer_trend`, a measure's
+course from the input to the last layer in words.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .activations import check_layers, extract_activations
+from .activations import check_layers, embed_2d, extract_activations
 from .decoding import layerwise_evaluation
 from .masc import MASC, check_variance_threshold
 from .prose import listing, number
@@ -27,11 +32,14 @@ from .subspaces import class_geometry
 
 __all__ = [
     "describe_changes",
+    "embedding_table",
     "GEOMETRY_MEASURES",
+    "geometry_grid",
     "geometry_summary",
     "geometry_table",
     "label_group_subspaces",
     "layer_changes",
+    "layer_trend",
     "SUBSPACE_ROOM",
     "subspace_room",
 ]
@@ -58,6 +66,44 @@ def geometry_table(run_: Run, layers=None, fit_labels: str = "true", variance_th
             )
         )
     return pd.concat(frames, ignore_index=True).assign(**config_columns(run_))
+
+
+def geometry_grid(runs, layers=None, fit_labels: str = "true", variance_threshold: float = 0.99) -> pd.DataFrame:
+    """:func:`geometry_table` of several runs, stacked."""
+    return pd.concat([geometry_table(r, layers, fit_labels, variance_threshold) for r in runs], ignore_index=True)
+
+
+def embedding_table(runs, max_points: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """Each run's test images in each probe layer's first two principal components.
+
+    :func:`memnotebooks.activations.embed_2d` of the run's test activations, labelled with the
+    true test labels; ``max_points`` and ``seed`` draw the same images in every layer and run.
+
+    Returns
+    -------
+    DataFrame
+        :func:`memnotebooks.activations.embed_2d`'s columns and ``corruption_degree`` (the
+        run's), the runs stacked in order.
+    """
+    frames = []
+    for r in runs:
+        view = embed_2d(extract_activations(r.model, r.dataset.x_test), r.dataset.y_test.numpy(), max_points=max_points, seed=seed)
+        frames.append(view.assign(corruption_degree=r.config.corruption_degree))
+    return pd.concat(frames, ignore_index=True)
+
+
+def layer_trend(values: pd.Series) -> str:
+    """A measure's course over the layers (``values``: input first, last layer last), in words:
+    "rises at every layer", else whether it "is higher" or "is lower in the last layer than at the
+    input" (or "is the same ...").
+
+    >>> layer_trend(pd.Series([0.1, 0.3, 0.2]))
+    'is higher in the last layer than at the input'
+    """
+    if values.is_monotonic_increasing and values.iloc[-1] > values.iloc[0]:
+        return "rises at every layer"
+    first, last = values.iloc[0], values.iloc[-1]
+    return f"is {'higher' if last > first else 'lower' if last < first else 'the same'} in the last layer {'as' if last == first else 'than'} at the input"
 
 
 GEOMETRY_MEASURES = {

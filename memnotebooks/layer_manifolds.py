@@ -6,7 +6,8 @@ measures (:func:`memnotebooks.manifolds.manifold_analysis`) each layer's class m
 clean examples and for the corrupted ones grouped by the labels they were given and by their
 true labels (:data:`MANIFOLD_GROUPS`), at the end of training or at checkpoints;
 :func:`manifold_change` and :func:`manifold_ratios` compare the last epoch with the untrained
-network.
+network. :func:`manifold_grid` measures several runs over their checkpoints, and
+:func:`width_manifolds` the untrained and the memorized network of each run of a width sweep.
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ import numpy as np
 import pandas as pd
 
 from .activations import check_layers, extract_activations
-from .dynamics import checkpointed_epochs
+from .dynamics import checkpointed_epochs, epochs_reached
 from .manifolds import manifold_analysis
 from .runs import Run, config_columns
 
 __all__ = [
     "manifold_change",
+    "manifold_grid",
     "MANIFOLD_GROUPS",
     "manifold_ratios",
     "manifold_table",
+    "width_manifolds",
 ]
 
 
@@ -107,6 +110,30 @@ def manifold_table(run_: Run, layers=None, epochs=None, points_per_class: int = 
                 rows.append(table.assign(epoch=epoch, layer=layer, layer_index=list(run_.model.probe_layers).index(layer), group=group))
     columns = ["epoch", "layer", "layer_index", "group", "label", "n_points", "capacity", "radius", "dimension"]
     return pd.concat(rows, ignore_index=True)[columns].assign(**config_columns(run_))
+
+
+def manifold_grid(runs, epochs=None, layers=None, points_per_class: int = 50, n_t: int = 200, seed: int = 0, equal_sizes: bool = True) -> pd.DataFrame:
+    """:func:`manifold_table` of several runs over training: first each run at the checkpoints of
+    ``epochs`` before its last epoch (:func:`memnotebooks.dynamics.epochs_reached` with
+    ``final=False``: the final network is measured once, as itself), then each run's final
+    network; stacked, the other arguments as for :func:`manifold_table`."""
+    runs = list(runs)
+    options = dict(layers=layers, points_per_class=points_per_class, n_t=n_t, seed=seed, equal_sizes=equal_sizes)
+    before = [] if epochs is None else [(r, epochs_reached(r, epochs, final=False)) for r in runs]
+    frames = [manifold_table(r, epochs=reached, **options) for r, reached in before if reached]
+    return pd.concat(frames + [manifold_table(r, **options) for r in runs], ignore_index=True)
+
+
+def width_manifolds(runs, layers=None, points_per_class: int = 50, n_t: int = 200, seed: int = 0) -> pd.DataFrame:
+    """:func:`manifold_table` of each run's untrained network (its checkpoint at epoch 0) and of
+    its memorized one (the final network), for runs that differ in width
+    (:attr:`memnotebooks.runs.RunConfig.width`): the table's rows with ``width`` and
+    ``network`` (``"untrained"``, ``"memorized"``) first."""
+    options = dict(layers=layers, points_per_class=points_per_class, n_t=n_t, seed=seed)
+    # A width other than the default is already a configuration column of the run's rows; this one is every run's.
+    frames = [manifold_table(r, epochs=epochs, **options).assign(width=r.config.width, network=network) for r in runs for network, epochs in (("untrained", [0]), ("memorized", None))]
+    table = pd.concat(frames, ignore_index=True)
+    return table[["width", "network", *(column for column in table.columns if column not in ("width", "network"))]]
 
 
 def manifold_change(table: pd.DataFrame, measure: str = "radius") -> pd.DataFrame:

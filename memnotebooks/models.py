@@ -25,7 +25,7 @@ from torchvision.models.resnet import BasicBlock, ResNet
 
 from .checks import integer, one_of, real
 
-__all__ = ["MODELS", "ModelEntry", "MLP", "CNN", "AlexNet", "ResNet18", "build_model", "check_dropout", "check_width", "edit_last_layer", "evaluation_mode", "last_linear_layer", "probe_layers", "rewind", "weight_layers"]
+__all__ = ["MODELS", "ModelEntry", "MLP", "CNN", "AlexNet", "ResNet18", "build_model", "check_dropout", "check_width", "count_parameters", "edit_last_layer", "evaluation_mode", "last_linear_layer", "probe_layers", "rewind", "weight_layers"]
 
 
 def _dense(in_features: int, out_features: int, dropout: float = 0.0) -> nn.Sequential:
@@ -254,6 +254,16 @@ def build_model(name: str, input_shape, num_classes: int, **kwargs) -> nn.Module
     if len(input_shape) != 3 or min(input_shape) < 1:
         raise ValueError(f"input_shape must be (channels, height, width), got {input_shape}.")
     return entry.build(input_shape, integer("num_classes", num_classes, low=2), **kwargs)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """How many weights ``model`` learns: the elements of its parameters (buffers such as a batch
+    norm's running statistics are not learned, and not counted).
+
+    >>> count_parameters(nn.Linear(3, 2))  # a 2 x 3 weight and 2 biases
+    8
+    """
+    return sum(p.numel() for p in model.parameters())
 
 
 def probe_layers(model: nn.Module) -> list[str]:

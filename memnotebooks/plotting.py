@@ -19,21 +19,23 @@ __all__ = [
     "ACCURACY_LABELS",
     "GRADIENT_MEASURES",
     "MANIFOLD_MEASURES",
-    "PROBE_NAMES",
     "SINGLE_DIRECTION",
     "baselines",
     "decoding_by_layer",
     "decoding_over_epochs",
     "final_accuracies",
     "gradients",
+    "label_matrices",
     "label_matrix",
     "layer_embeddings",
     "layer_geometry",
     "learning_epochs",
     "layer_widths",
     "manifold_layers",
+    "manifold_layers_by_degree",
     "paper_comparison",
     "paper_differences",
+    "paper_differences_by_pair",
     "probe_comparison",
     "regularization",
     "relabel_accuracy",
@@ -90,6 +92,15 @@ def label_matrix(labels: pd.DataFrame, ax=None, normalize: bool = True, column: 
                 annot_kws={"fontsize": 6.5}, cbar_kws={"label": "share of the true class" if normalize else "count"})
     ax.set(xlabel=column.replace("_", " "), ylabel="true label")
     return ax
+
+
+def label_matrices(labels: dict, column: str = "given_label", vmax=1.0):
+    """:func:`label_matrix` of several label tables side by side on one colour scale, one panel
+    each, titled by its key (``labels``: title to table); returns the Figure."""
+    fig, axes = plt.subplots(1, len(labels), figsize=(13 * len(labels) / 3, 4), layout="constrained", squeeze=False)
+    for ax, (title, table) in zip(axes[0], labels.items()):
+        label_matrix(table, ax=ax, column=column, vmax=vmax).set_title(title)
+    return fig
 
 
 def wrong_fraction(table: pd.DataFrame, ax=None):
@@ -438,6 +449,16 @@ def paper_differences(comparison: pd.DataFrame, labels=None, tolerance: float = 
     return ax
 
 
+def paper_differences_by_pair(comparison: pd.DataFrame, labels=None, tolerance: float = 3.0, title: str = "{model}, {dataset}") -> list:
+    """:func:`paper_differences` of every model and dataset of ``comparison``, one figure each,
+    titled ``title`` (formatted with ``model`` and ``dataset``); returns their Axes."""
+    axes = []
+    for (model, dataset), pair in comparison.groupby(["model", "dataset"]):
+        axes.append(paper_differences(pair, labels=labels, tolerance=tolerance))
+        axes[-1].set_title(title.format(model=model, dataset=dataset))
+    return axes
+
+
 SUBSET_COLOURS = {"clean": "tab:blue", "corrupted": "tab:red"}
 """Colours of the clean and the corrupted training examples."""
 
@@ -551,6 +572,16 @@ def manifold_layers(table: pd.DataFrame, hue: str = "epoch"):
     for ax, measure in zip(grid.axes[:, 0], MANIFOLD_MEASURES):
         ax.set_ylabel(measure)
     return grid.figure
+
+
+def manifold_layers_by_degree(table: pd.DataFrame, title: str = "p = {corruption_degree}", hue: str = "epoch") -> list:
+    """:func:`manifold_layers` of each corruption degree of ``table``, one figure each, titled
+    ``title`` (formatted with ``corruption_degree``); returns the Figures."""
+    figures = []
+    for degree, part in table.groupby("corruption_degree"):
+        figures.append(manifold_layers(part, hue=hue))
+        figures[-1].suptitle(title.format(corruption_degree=degree), y=1.02)
+    return figures
 
 
 def regularization(history: pd.DataFrame, setting: str = "setting"):

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["accuracy", "choices", "interval", "listing", "mean_std", "number", "percent", "show", "signed", "verb"]
+__all__ = ["accuracy", "choices", "interval", "listing", "mean_std", "number", "percent", "show", "show_each", "signed", "verb"]
 
 MINUS = "\u2212"
 NBSP = "\u00a0"
@@ -68,9 +68,15 @@ def percent(fraction, digits: int = 0) -> str:
 
 
 def interval(difference, digits: int = 3) -> str:
-    """A difference and its interval: ``"+0.012, 95 % interval +0.004 to +0.020"``."""
+    """A difference and its interval: ``"+0.012, 95 % interval +0.004 to +0.020"``.
+
+    ``difference`` is a :class:`memnotebooks.uncertainty.Difference` (``estimate``, ``low``,
+    ``high``) or a row of a table of differences, whose column ``difference`` holds the estimate
+    (:func:`memnotebooks.tables.paired_differences`, a tuple of ``itertuples`` or a Series).
+    """
     d = difference
-    return f"{signed(d.estimate, digits)}, 95{NBSP}% interval {signed(d.low, digits)} to {signed(d.high, digits)}"
+    estimate = d.estimate if hasattr(d, "estimate") else d.difference if hasattr(d, "difference") else d["difference"]
+    return f"{signed(estimate, digits)}, 95{NBSP}% interval {signed(d.low, digits)} to {signed(d.high, digits)}"
 
 
 def verb(difference, above: str = "above", below: str = "below", level: str = "level with") -> str:
@@ -123,3 +129,10 @@ def show(*sentences: str):
     from IPython.display import Markdown, display
 
     display(Markdown(" ".join(s.strip() for s in sentences if s)))
+
+
+def show_each(paragraphs: Iterable[str]) -> None:
+    """Display each of ``paragraphs`` as its own Markdown output (:func:`show` of each): one
+    paragraph, or one item of a list, per degree, sweep or setting, however many there are."""
+    for paragraph in paragraphs:
+        show(paragraph)

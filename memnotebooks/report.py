@@ -42,6 +42,7 @@ __all__ = [
     "correct_label_share",
     "describe_sweep",
     "device_label",
+    "environment_table",
     "gather",
     "chosen_layers",
     "largest_miss",
@@ -61,6 +62,7 @@ __all__ = [
     "provenance_commands",
     "provenance_overview",
     "provenance_table",
+    "provenance_tables",
     "side_by_side",
     "trained_runs",
     "write_report",
@@ -145,6 +147,13 @@ def provenance(runs_, command: str, **extra) -> dict:
         ],
         "total_seconds": training_seconds(runs_),
     }
+
+
+def environment_table(runs_) -> pd.DataFrame:
+    """Where each run trained: one row per run, its configuration columns, ``device`` (as its
+    ``summary.json`` records it; :func:`device_label` puts it in one form) and ``torch`` (the
+    PyTorch version)."""
+    return pd.DataFrame([{**config_columns(r), "device": r.summary.get("device"), "torch": r.summary.get("torch")} for r in runs_])
 
 
 def training_seconds(runs_) -> float:
@@ -353,6 +362,13 @@ def provenance_table(record: dict) -> pd.DataFrame:
     columns = ["model", "dataset", "corruption_degree", "seed", "device", "epochs", "reached_target", "minutes"]
     shown = _without_constant(runs_[columns], ["model", "dataset"]).rename(columns={"corruption_degree": "p", "reached_target": "reached target"})
     return shown.set_index([key for key in ("model", "dataset") if key in shown] + ["p", "seed"])
+
+
+def provenance_tables(records: dict) -> list[pd.DataFrame]:
+    """:func:`provenance_table` of each report (``records``: sweep name to its provenance, as
+    :func:`load_reports` returns them), in order, each named by its sweep (the columns' name, shown
+    at the table's top left)."""
+    return [provenance_table(record).rename_axis(columns=sweep) for sweep, record in records.items()]
 
 
 TOLERANCE = 3.0

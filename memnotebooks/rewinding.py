@@ -3,12 +3,13 @@ of recovering generalization.
 
 - :func:`rewinding_table`: the last ``L`` weight layers reset to an early checkpoint, the rest
   kept (Stephenson et al. 2021): if generalization comes back when only the last layers are rewound, memorization lives
-  there. :func:`rewinding_differences` compares each rewinding image by image with the memorized
+  there. :func:`rewinding_grid` rewinds several runs and :func:`rewinding_display` shows them;
+  :func:`rewinding_differences` compares each rewinding image by image with the memorized
   network and with the checkpoint, and :func:`rewinding_verdicts` counts the verdicts.
 - :func:`recovery_table`: the ways of recovering generalization from one memorized run (stopping
   early, the best rewinding, MASC at its best layer, relabel + retrain), each chosen on the
-  validation part of the test set and scored on the holdout part; :func:`recovery_differences`
-  compares them, :func:`recovery_display` and :func:`recovery_name` put them in words.
+  validation part of the test set and scored on the holdout part (:func:`recovery_grid`: of
+  several runs); :func:`recovery_differences` compares them, :func:`recovery_display` and :func:`recovery_name` put them in words.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import pandas as pd
 
 from .data import validation_split
 from .decoding import best_layer_scores, layerwise_evaluation
-from .dynamics import checkpointed_epochs
+from .dynamics import checkpointed_epochs, epochs_reached
 from .models import rewind, weight_layers
 from .relabel import METHOD_NAMES, relabel_table
-from .runs import Run, config_columns, early_stopped, test_parts
+from .runs import Run, config_columns, early_stopped, run_columns, test_parts
 from .tables import paired_differences
 from .training import predict
 from .uncertainty import pack_hits, paired_bootstrap, unpack_hits
@@ -31,11 +32,14 @@ from .uncertainty import pack_hits, paired_bootstrap, unpack_hits
 __all__ = [
     "recovery_differences",
     "recovery_display",
+    "recovery_grid",
     "recovery_name",
     "RECOVERY_NAMES",
     "recovery_table",
     "RELABEL_METHODS",
     "rewinding_differences",
+    "rewinding_display",
+    "rewinding_grid",
     "rewinding_table",
     "rewinding_verdicts",
 ]
@@ -94,6 +98,33 @@ def rewinding_table(run_: Run, epochs=None, depths=None) -> pd.DataFrame:
             rewound = memorized if depth == 0 else scores(rewind(copy.deepcopy(run_.model), early_state, depth))
             rows.append({"epoch": epoch, "layers_rewound": depth, "first_rewound": layers[len(layers) - depth] if depth else "", **rewound})
     return pd.DataFrame(rows).assign(**config_columns(run_))
+
+
+def rewinding_grid(runs, epochs=None, depths=None) -> pd.DataFrame:
+    """:func:`rewinding_table` of several runs, stacked, each rewound to the epochs of ``epochs``
+    (default: every checkpoint it kept) before its last one
+    (:func:`memnotebooks.dynamics.epochs_reached` with ``final=False``: a checkpoint at the last
+    epoch is the memorized network itself)."""
+    return pd.concat([rewinding_table(r, epochs_reached(r, r.config.checkpoint_epochs if epochs is None else epochs, final=False), depths) for r in runs], ignore_index=True)
+
+
+def _rows_of(table: pd.DataFrame, run_: Run) -> pd.DataFrame:
+    """The rows of a table of several runs (their configuration columns) that are ``run_``'s."""
+    values, mask = config_columns(run_), np.ones(len(table), dtype=bool)
+    for column in run_columns(table, without=()):
+        mask &= (table[column].isna() if values.get(column) is None else table[column] == values[column]).to_numpy()
+    return table[mask]
+
+
+def rewinding_display(rewinding: pd.DataFrame, digits: int = 3) -> list[pd.DataFrame]:
+    """:func:`rewinding_grid`'s holdout accuracies for the page: one table per run (in order,
+    named by its degree and seed), a row per ``L`` rewound and a column per epoch rewound to."""
+    runs_ = rewinding.groupby(run_columns(rewinding, without=()), sort=False, dropna=False)
+    return [
+        part.pivot(index="layers_rewound", columns="epoch", values="test_holdout_accuracy")
+        .rename_axis(index=f"p = {part.corruption_degree.iloc[0]}, seed {part.seed.iloc[0]}: L rewound", columns="rewound to epoch").round(digits)
+        for _, part in runs_
+    ]
 
 
 def rewinding_differences(rewinding: pd.DataFrame) -> pd.DataFrame:
@@ -197,6 +228,13 @@ def recovery_table(run_: Run, rewinding: pd.DataFrame, relabel_methods=RELABEL_M
     table = pd.DataFrame(rows, columns=["recovery", "choice", "holdout accuracy", "hits"]).set_index("recovery")
     table = table.assign(corruption_degree=run_.config.corruption_degree, seed=run_.config.seed)[["choice", "holdout accuracy", "corruption_degree", "seed", "hits"]]
     return table.assign(**{"holdout accuracy": table["holdout accuracy"].astype(float).round(3)})
+
+
+def recovery_grid(runs, rewinding: pd.DataFrame, relabel_methods=RELABEL_METHODS, **relabel_settings) -> pd.DataFrame:
+    """:func:`recovery_table` of several runs, each with its own rows of ``rewinding``
+    (:func:`rewinding_grid`), stacked under an index level ``run`` (``"p = 0.8, seed 0"``)."""
+    tables = {f"p = {r.config.corruption_degree}, seed {r.config.seed}": recovery_table(r, _rows_of(rewinding, r), relabel_methods, **relabel_settings) for r in runs}
+    return pd.concat(tables, names=["run"])
 
 
 RECOVERY_NAMES = {

@@ -6,7 +6,8 @@ differences, ``hits`` (each image's hit on the same images in every row, packed:
 :func:`memnotebooks.uncertainty.pack_hits`). :func:`mean_std_table` shows mean ± std per row and
 degree; :func:`paired_differences` compares rows image by image
 (:func:`memnotebooks.uncertainty.paired_bootstrap`), :func:`difference_text` and
-:func:`difference_table` show what it finds, and :func:`hits_matrix` unpacks one row's hits.
+:func:`difference_table` show what it finds, :func:`describe_signs` and
+:func:`describe_against` say it in words, and :func:`hits_matrix` unpacks one row's hits.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .prose import NBSP, mean_std, signed
+from .prose import NBSP, accuracy, listing, mean_std, signed, verb
 from .uncertainty import paired_bootstrap, unpack_hits
 
 __all__ = [
+    "describe_against",
+    "describe_signs",
     "difference_table",
     "difference_text",
     "hits_matrix",
@@ -90,9 +93,10 @@ def paired_differences(scores: pd.DataFrame, reference: str, others=None, column
 
 
 def difference_text(row, digits: int = 3) -> str:
-    """One row of :func:`paired_differences` (or a :class:`memnotebooks.uncertainty.Difference`)
-    as ``"+0.012 [−0.004, +0.028]"``: the difference and its 95 % interval."""
-    d, lo, hi = (row.estimate, row.low, row.high) if hasattr(row, "estimate") else (row["difference"], row["low"], row["high"])
+    """One row of :func:`paired_differences` (a Series or a tuple of ``itertuples``; or a
+    :class:`memnotebooks.uncertainty.Difference`) as ``"+0.012 [−0.004, +0.028]"``: the
+    difference and its 95 % interval."""
+    d, lo, hi = (row.estimate, row.low, row.high) if hasattr(row, "estimate") else (row.difference, row.low, row.high) if hasattr(row, "difference") else (row["difference"], row["low"], row["high"])
     return f"{signed(d, digits)}{NBSP}[{signed(lo, digits)},{NBSP}{signed(hi, digits)}]"
 
 
@@ -107,6 +111,42 @@ def difference_table(differences: pd.DataFrame, column: str = "baseline", digits
     wide = cells.pivot(index=column, columns="corruption_degree", values="cell").reindex(list(dict.fromkeys(differences[column])))
     wide.columns = [f"p = {degree:g}" for degree in wide.columns]
     return wide.fillna("").rename_axis(None)
+
+
+def describe_signs(differences: pd.DataFrame, words=("is above", "is level with", "is below"), column: str = "baseline", every: str | None = None) -> str:
+    """Rows of :func:`paired_differences` (e.g. one degree's) grouped by their sign, in words.
+
+    Each sign present gives its word (``words``: for +1, 0 and −1, in that order) and "in" the
+    ``column`` values of its rows, as code: ``"beats it in `fc1` and `fc2` and is level with it
+    in `fc3`"``. With ``every``, a sign that holds every row says ``every`` instead of listing
+    them (``"every hidden layer"``).
+    """
+    parts = []
+    for sign, word in zip((1, 0, -1), words):
+        rows = differences[differences.sign == sign]
+        if len(rows):
+            parts.append(f"{word} in {every if every is not None and len(rows) == len(differences) else listing([f'`{v}`' for v in rows[column]])}")
+    return listing(parts)
+
+
+def describe_against(scores: pd.DataFrame, differences: pd.DataFrame, reference: str, baseline: str, degrees, what: str = "the reference",
+                     above: str = "is above", below: str = "is below", level: str = "is level with") -> str:
+    """One row of a table against its reference, degree by degree, in words.
+
+    ``differences`` is :func:`paired_differences` of ``scores`` against ``reference``; for each of
+    ``degrees`` the clause "at $p = 0.4$ it is above ``what`` (0.812 against 0.790; +0.022
+    [+0.004, +0.040])": the comparison word from the sign of ``baseline`` minus the reference
+    (:func:`memnotebooks.prose.verb`), both mean accuracies over seeds, and the difference with
+    its interval as :func:`difference_table` shows it. The clauses are joined by "; " and the
+    sentence ends with ".".
+    """
+    mean = scores.groupby(["baseline", "corruption_degree"]).accuracy.mean()
+    sign = differences.set_index(["baseline", "corruption_degree"]).sign
+    shown = difference_table(differences)
+    return "; ".join(
+        f"at $p = {p:g}$ it {verb(int(sign[baseline, p]), above, below, level)} {what} ({accuracy(mean[baseline, p])} against {accuracy(mean[reference, p])}; {shown.loc[baseline, f'p = {p:g}']})"
+        for p in degrees
+    ) + "."
 
 
 def hits_matrix(scores: pd.DataFrame, baseline: str, corruption_degree: float, column: str = "baseline") -> np.ndarray:

@@ -23,3 +23,11 @@ def memorized(tmp_path_factory):
     files with a ``memorized`` of their own use theirs)."""
     config = runs.RunConfig(corruption_degree=0.6, subset=400, max_epochs=60, checkpoint_epochs=(0, 2, 5))
     return runs.run(config, artifacts_dir=tmp_path_factory.mktemp("artifacts"), device="cpu", progress=False)
+
+
+@pytest.fixture(scope="session")
+def short(tmp_path_factory):
+    """The MLP on 400 digits at 0.6 trained 3 epochs only (it stops at the cap), with checkpoints at
+    epochs 0, 1 and 3: the last checkpoint is its final network."""
+    config = runs.RunConfig(corruption_degree=0.6, subset=400, max_epochs=3, checkpoint_epochs=(0, 1, 3))
+    return runs.run(config, artifacts_dir=tmp_path_factory.mktemp("artifacts"), device="cpu", progress=False)

@@ -33,6 +33,20 @@ def test_network_scores_choose_the_epoch_on_the_same_holdout_images(memorized_ru
     assert agreement[scores.loc["network, early-stopped (noisy-validated)", "epoch"]] == agreement.max()
 
 
+def test_network_hits_are_the_test_accuracy_image_by_image_grouped_by_degree(memorized_runs):
+    hits = baselines.network_hits(memorized_runs)
+    assert list(hits) == [r.config.corruption_degree for r in memorized_runs]
+    for r in memorized_runs:
+        final, start = hits[r.config.corruption_degree], baselines.network_hits([r], epoch=0)[r.config.corruption_degree]
+        assert final.dtype == bool and final.shape == (1, len(r.dataset.y_test))
+        assert final.mean() == pytest.approx(r.history.test_accuracy.iloc[-1]) and start.mean() == pytest.approx(r.history.test_accuracy.iloc[0])
+    # Any grouping of the configs; rows in the runs' order.
+    together = baselines.network_hits(memorized_runs[::-1], epoch=3, by=lambda config: config.model)
+    assert list(together) == ["cnn"] and together["cnn"].shape[0] == 2
+    assert (together["cnn"][1] == (memorized_runs[0].test_predictions[3] == memorized_runs[0].dataset.y_test.numpy())).all()
+    assert together["cnn"].mean(axis=1).tolist() == pytest.approx([r.history.test_accuracy.iloc[3] for r in memorized_runs[::-1]])
+
+
 def test_baseline_scores(memorized_runs, tmp_path):
     cache = memorized_runs[0].path.parent
     scores = baselines.baseline_scores(memorized_runs, probes=["nearest_mean", "lda"], artifacts_dir=cache, device="cpu", progress=False)

@@ -11,6 +11,7 @@ from memnotebooks import baselines, decoding, tables
 from memnotebooks.activations import extract_activations
 from memnotebooks.masc import MASC
 from memnotebooks.data import validation_split
+from test_tables import scores_of
 
 
 def test_evaluate_layer_is_a_function_of_the_activations_alone():
@@ -115,6 +116,33 @@ def test_best_layers_of_a_probe_that_is_never_well_posed_are_nan(memorized_runs)
     best = decoding.best_layers(decoded).set_index("probe")
     assert np.isnan(best.loc["qda", "paper_accuracy"]) and pd.isna(best.loc["qda", "validated_layer"])
     assert best.loc["masc", "paper_accuracy"] > 0
+
+
+def test_evaluation_grid_stacks_each_runs_evaluation(memorized_runs):
+    grid = decoding.evaluation_grid(memorized_runs, layers=["fc1"], fit_labels=["true"])
+    one_by_one = [decoding.layerwise_evaluation(r, layers=["fc1"], fit_labels=["true"]) for r in memorized_runs]
+    pd.testing.assert_frame_equal(grid, pd.concat(one_by_one, ignore_index=True))
+    assert grid.corruption_degree.unique().tolist() == [0.0, 0.6]
+
+
+def test_layer_profile_finds_the_peak_and_compares_the_last_layer_with_it():
+    scores = scores_of({("fc1", 0.4): 0.6, ("fc2", 0.4): 0.8, ("fc3", 0.4): 0.5, ("fc1", 0.8): 0.7, ("fc2", 0.8): 0.6, ("fc3", 0.8): 0.6})
+    profile = decoding.layer_profile(scores, ["fc1", "fc2", "fc3"])
+    assert profile.highest.tolist() == ["fc2", "fc1"] and profile.lowest.tolist() == ["fc3", "fc2"] and profile.falls_steadily.tolist() == [False, True]
+    assert profile.loc[0.4, ["highest_accuracy", "lowest_accuracy", "last_accuracy"]].tolist() == pytest.approx([0.8, 0.5, 0.5])
+    drop = tables.paired_differences(scores[scores.corruption_degree == 0.4], "fc2", others=["fc3"]).iloc[0]
+    assert profile.loc[0.4, ["difference", "low", "high", "sign"]].tolist() == pytest.approx(drop[["difference", "low", "high", "sign"]].tolist())
+    # Where the last layer is the highest there is nothing to compare.
+    rising = decoding.layer_profile(scores_of({("fc1", 0.4): 0.5, ("fc2", 0.4): 0.9}), ["fc1", "fc2"])
+    assert rising.loc[0.4, "highest"] == rising.loc[0.4, "last_layer"] == "fc2" and np.isnan(rising.loc[0.4, "difference"]) and not rising.loc[0.4, "falls_steadily"]
+
+
+def test_best_setting_is_the_highest_mean_and_is_compared_with_the_reference():
+    scores = scores_of({("0.99", 0.4): 0.6, ("0.5", 0.4): 0.7, ("chosen on validation", 0.4): 0.9, ("0.99", 0.8): 0.6, ("0.5", 0.8): 0.55})
+    best = decoding.best_setting(scores, "0.99")
+    assert best.best.tolist() == ["0.5", "0.99"]  # "chosen on validation" is not a setting
+    assert best.loc[0.4, ["best_accuracy", "reference_accuracy"]].tolist() == pytest.approx([0.7, 0.6]) and best.loc[0.4, "sign"] == 1
+    assert best.loc[0.4, "difference"] == pytest.approx(0.1) and np.isnan(best.loc[0.8, "difference"])
 
 
 def test_threshold_scores(memorized_runs):

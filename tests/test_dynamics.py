@@ -2,10 +2,11 @@
 settings and widths, decoding over the checkpoints."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from memnotebooks import decoding, dynamics, runs
+from memnotebooks import decoding, dynamics, prose, runs
 from memnotebooks.data import validation_split
 from memnotebooks.gradients import per_example_gradient_norms, summed_gradient
 from memnotebooks.models import build_model
@@ -137,3 +138,88 @@ def test_widths_are_compared_image_by_image(memorized, tmp_path):
     final = table.iloc[0]
     assert final.difference == pytest.approx(holdout_hits(memorized, memorized.summary["epochs"]).mean() - holdout_hits(narrow, 3).mean())
     assert final.n_seeds == 1 and final.low <= final.difference <= final.high
+
+
+def test_epochs_reached_keep_the_order_and_leave_out_the_last_when_asked(short):
+    assert short.summary["epochs"] == 3
+    assert dynamics.epochs_reached(short, [3, 0, 1, 4]) == [3, 0, 1]
+    assert dynamics.epochs_reached(short, [3, 0, 1, 4], final=False) == [0, 1]
+    assert dynamics.epochs_reached(short, []) == []
+
+
+@pytest.fixture(scope="module")
+def regularized(memorized, tmp_path_factory):
+    """Two seeds without a regularizer and with dropout, 4 epochs each."""
+    cache = tmp_path_factory.mktemp("artifacts")
+    config = memorized.config.replace(max_epochs=4, checkpoint_epochs=())
+    return [runs.run(config.replace(seed=seed, **settings), artifacts_dir=cache, device="cpu", progress=False) for settings in ({}, {"dropout": 0.5}) for seed in (0, 1)]
+
+
+def test_setting_table_and_regularizer_effects_pair_the_seeds(regularized):
+    table = dynamics.setting_table(regularized, noise=False, epoch=2)
+    assert table.setting.tolist() == ["no regularizer"] * 2 + ["dropout 0.5"] * 2 and table.seed.tolist() == [0, 1, 0, 1]
+    assert table.clean_accuracy.tolist() == [r.history.set_index("epoch").clean_accuracy[2] for r in regularized]
+    effects = dynamics.regularizer_effects(regularized, epoch=2)
+    assert effects.index.tolist() == ["dropout 0.5"]
+    d = effects.loc["dropout 0.5"]
+    tests = [r.history.set_index("epoch").test_accuracy[2] for r in regularized]
+    assert d.difference == pytest.approx(np.mean(tests[2:]) - np.mean(tests[:2]), abs=1e-6) and d.n_seeds == 2 and d.low <= d.difference <= d.high
+    at = table.set_index(["setting", "seed"])
+    off = lambda column: at.loc["no regularizer", column].to_numpy() - at.loc["dropout 0.5", column].to_numpy()
+    assert d.slows == dynamics.apart(off("corrupted_accuracy_given") - off("clean_accuracy"), [0])
+    pd.testing.assert_frame_equal(dynamics.settings_summary(regularized, noise=False, epoch=2)[["clean"]],
+                                  table.groupby("setting", sort=False)[["clean_accuracy"]].mean().round(3).rename(columns={"clean_accuracy": "clean"}).rename_axis("regularizer"))
+
+
+def test_plateaus_tell_a_flat_tail_from_a_rising_or_moving_one():
+    curves = {"flat": [0.1, 0.5, 0.52, 0.5, 0.51], "rising": [0.1, 0.2, 0.4, 0.6, 0.8], "moving": [0.1, 0.3, 0.6, 0.2, 0.35], "short": [0.1, 0.2]}
+    history = pd.DataFrame([{"setting": name, "epoch": e, "seed": seed, "corrupted_accuracy_given": v, "test_accuracy": 0.5 + 0.1 * np.sin(e) + 0.01 * seed}
+                            for name, values in curves.items() for e, v in enumerate(values) for seed in (0, 1)])
+    table = dynamics.plateaus(history, start=2, band=0.05)
+    assert table["shape"].to_dict() == {"flat": "plateau", "moving": "moving", "rising": "rising"}
+    assert table.loc["rising", ["start", "end", "end_epoch", "low", "high"]].tolist() == pytest.approx([0.4, 0.8, 4, 0.4, 0.8])
+    assert table.loc["flat", "test_peak_epoch"] == 2 and table.loc["flat", "test_peak"] == pytest.approx(0.5 + 0.1 * np.sin(2) + 0.005)
+    assert dynamics.plateaus(history, start=2, band=0.05, settings=["rising", "short", "flat"]).index.tolist() == ["rising", "flat"]
+
+
+def test_gradient_grid_display_and_findings(memorized, short):
+    grid = dynamics.gradient_grid([memorized, short], max_examples=10)  # default: every checkpoint each kept
+    assert grid.groupby("max_epochs").epoch.unique().map(list).to_dict() == {3: [0, 1, 3], 60: [0, 2, 5]}
+    pd.testing.assert_frame_equal(grid[grid.max_epochs == 3].reset_index(drop=True), dynamics.gradient_table(short, max_examples=10))
+    # Epochs a run never reached are left out; one it reached but did not keep is an error.
+    assert dynamics.gradient_grid([short], epochs=[3, 0, 50], max_examples=10).epoch.unique().tolist() == [3, 0]
+    with pytest.raises(ValueError, match=r"Epoch\(s\) \[3\] .* were never checkpointed"):
+        dynamics.gradient_grid([memorized], epochs=[3], max_examples=10)
+    shown = dynamics.gradient_display(grid)
+    assert [table.columns.get_level_values("measure").unique().tolist() for table in shown] == [list(v) for v in dynamics.GRADIENT_TABLES]
+    clean_at_3 = grid[(grid.epoch == 3) & (grid.examples == "clean")].step_share.iloc[0]
+    assert shown[2].loc[3, ("step_share", 0.6, "clean")] == prose.number(clean_at_3, 2)
+    found = dynamics.gradient_findings(grid[grid.max_epochs == 3], [short]).iloc[0]
+    assert found.clean_share == pytest.approx(1 - short.corrupted.mean()) and (found.epochs, found.later) == (3, 2)
+    assert 0 <= found.harder <= found.later and 0 <= found.pooled <= found.epochs and found.noisy_low <= found.noisy_high
+    # After epoch 0 a checkpoint's step share is either above the clean examples' share or at or below it.
+    assert sorted({e for e in found.above if e > 0} | set(found.below)) == [1, 3] and not set(found.above) & set(found.below)
+    assert (3 in found.below) == (clean_at_3 <= found.clean_share)
+
+
+def test_decoding_grid_keeps_each_runs_checkpoints_and_the_comparisons_read_them(memorized, short):
+    alone = dynamics.decoding_over_epochs([short], layers=["fc1", "fc4"])
+    table = dynamics.decoding_grid([short, memorized], layers=["fc1", "fc4"])
+    pd.testing.assert_frame_equal(table.iloc[: len(alone)], alone)
+    assert sorted(alone.epoch.unique()) == [0, 1, 3] and sorted(table.iloc[len(alone):].epoch.unique()) == [0, 2, 5]  # not only the common 0
+    own = dynamics.decoding_over_epochs([memorized], layers=["fc1", "fc4"])
+    compared = dynamics.decoding_comparisons(own).loc[0.6]
+    peaks = dynamics.decoding_peaks(own).loc[0.6]
+    assert compared.network_epoch == peaks.loc["network", ("peak", "epoch")] and compared.masc_layer == peaks.loc["MASC", ("peak", "layer")]
+    assert compared.above + compared.below + compared.level == 3 and compared.first_epoch == 0 and compared.last_epoch == 5
+    validated = own[own.selection == "validated"].set_index(["decoder", "epoch"]).hits.map(lambda h: unpack_hits(h).mean())
+    assert compared.masc_gain.estimate == pytest.approx(validated["MASC", compared.masc_epoch] - validated["MASC", 0])
+    assert compared.masc_first_accuracy == pytest.approx(validated["MASC", 0])
+    assert compared.network_last.estimate == pytest.approx(validated["network", 5] - validated["network", compared.network_epoch])
+
+
+def test_width_trend_reads_the_signs_of_every_step():
+    steps = pd.DataFrame({"network": ["final"] * 3 + ["stopped early"] * 3, "sign": [1, 0, 1, 1, -1, 0]})
+    assert dynamics.width_trend(steps, "final") == "rises with width at some steps and is level at others"
+    assert dynamics.width_trend(steps, "stopped early") == "is not monotone in width"
+    assert dynamics.width_trend(steps.assign(sign=-1), "final") == "falls with width"

@@ -19,6 +19,30 @@ def test_geometry_table(memorized_runs):
         layer_geometry.geometry_table(run, fit_labels="noisy")
 
 
+def test_geometry_grid_stacks_each_runs_table(memorized_runs):
+    grid = layer_geometry.geometry_grid(memorized_runs, layers=["fc3"], fit_labels="corrupted")
+    one_by_one = [layer_geometry.geometry_table(r, layers=["fc3"], fit_labels="corrupted") for r in memorized_runs]
+    pd.testing.assert_frame_equal(grid, pd.concat(one_by_one, ignore_index=True))
+
+
+def test_embedding_table_draws_the_same_test_images_in_every_layer_and_run(memorized_runs):
+    points = layer_geometry.embedding_table(memorized_runs, max_points=50, seed=3)
+    layers = list(memorized_runs[0].model.probe_layers)
+    assert points.groupby(["corruption_degree", "layer"], sort=False).size().to_dict() == {(p, layer): 50 for p in (0.0, 0.6) for layer in layers}
+    drawn = points.groupby(["corruption_degree", "layer"]).index.apply(tuple)
+    assert drawn.nunique() == 1 and (points.label.to_numpy() == memorized_runs[0].dataset.y_test.numpy()[points["index"]]).all()
+    # The input panel is the same images under the same projection in both runs.
+    inputs = points[points.layer == "input"].groupby("corruption_degree")[["component_1", "component_2"]]
+    np.testing.assert_allclose(*(g.to_numpy() for _, g in inputs))
+
+
+def test_layer_trend_in_words():
+    assert layer_geometry.layer_trend(pd.Series([0.1, 0.2, 0.2, 0.4])) == "rises at every layer"
+    assert layer_geometry.layer_trend(pd.Series([0.1, 0.3, 0.2])) == "is higher in the last layer than at the input"
+    assert layer_geometry.layer_trend(pd.Series([0.3, 0.5, 0.1])) == "is lower in the last layer than at the input"
+    assert layer_geometry.layer_trend(pd.Series([0.3, 0.5, 0.3])) == "is the same in the last layer as at the input"
+
+
 def test_layer_changes_need_every_seed():
     rows = pd.DataFrame({
         "layer": ["fc1", "fc2"] * 4, "layer_index": [1, 2] * 4, "seed": [0, 0, 1, 1] * 2,

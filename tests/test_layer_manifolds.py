@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from memnotebooks import layer_manifolds
+from memnotebooks import layer_manifolds, runs
 
 
 def test_manifold_table(memorized):
@@ -42,3 +42,28 @@ def test_manifold_groups_are_measured_at_one_size(memorized):
         assert row.fell + row.rose <= row.n == table[(table.epoch == 0) & (table.group == row.group) & (table.layer == row.layer)].shape[0]
     on_input = ratios[ratios.layer == "input"]
     assert (on_input.ratio == 1).all() and (on_input.fell == 0).all() and (on_input.rose == 0).all()  # the input does not train
+
+
+def test_manifold_grid_measures_the_final_network_once(memorized, short):
+    options = dict(layers=["fc4"], points_per_class=5, n_t=20)
+    # short's checkpoint at epoch 3 is its final network: measured once, as the final network.
+    alone = layer_manifolds.manifold_grid([short], epochs=[0, 1, 3, 9], **options)
+    assert alone.epoch.unique().tolist() == [0, 1, 3] and alone.groupby("epoch").size().nunique() == 1
+    assert set(layer_manifolds.manifold_grid([short], **options).epoch) == {3}  # no epochs: the final network only
+    table = layer_manifolds.manifold_grid([short, memorized], epochs=[0], **options)
+    end = memorized.summary["epochs"]
+    assert table.groupby("max_epochs").epoch.apply(lambda e: sorted(e.unique())).to_dict() == {3: [0, 3], 60: [0, end]}
+    first = layer_manifolds.manifold_table(short, epochs=[0], **options)
+    pd.testing.assert_frame_equal(table.iloc[: len(first)], first)  # every run's checkpoints first, then every final network
+    assert table.max_epochs.iloc[len(first)] == 60 and table.epoch.iloc[-1] == end
+
+
+def test_width_manifolds_set_the_untrained_network_beside_the_memorized_one(short, tmp_path):
+    narrow = runs.run(short.config.replace(width=0.125), artifacts_dir=tmp_path, device="cpu", progress=False)
+    table = layer_manifolds.width_manifolds([narrow, short], layers=["fc4"], points_per_class=5, n_t=20)
+    # Every run's width, the default's included (a run at another width has it as a configuration column too).
+    assert list(table.columns[:2]) == ["width", "network"] and table.width.unique().tolist() == [0.125, 1.0] and not table.width.isna().any()
+    assert table.groupby(["width", "network"], sort=False).epoch.unique().map(list).to_dict() == {
+        (0.125, "untrained"): [0], (0.125, "memorized"): [3], (1.0, "untrained"): [0], (1.0, "memorized"): [3]}
+    untrained = table[(table.network == "untrained") & (table.width == 1.0)].drop(columns=["width", "network"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(untrained, layer_manifolds.manifold_table(short, layers=["fc4"], epochs=[0], points_per_class=5, n_t=20), check_like=True)

@@ -3,7 +3,7 @@ import re
 import pytest
 import torch
 
-from memnotebooks.models import MODELS, build_model, edit_last_layer, last_linear_layer, probe_layers
+from memnotebooks.models import MODELS, build_model, count_parameters, edit_last_layer, last_linear_layer, probe_layers
 
 # (channels, height, width) of every dataset the book supports, and its class count.
 SHAPES = {
@@ -117,6 +117,16 @@ def test_build_model_names_the_options_a_model_takes():
         build_model("alexnet", (3, 32, 32), 10, width=2)
     with pytest.raises(ValueError, match="num_classes must be an integer >= 2, got 1"):
         build_model("mlp", (1, 8, 8), 1)
+
+
+def test_count_parameters_counts_the_weights_learned_not_the_buffers():
+    mlp = build_model("mlp", (1, 8, 8), 10, width=0.125)
+    widths = [64, *(layer.out_features for layer in mlp.modules() if isinstance(layer, torch.nn.Linear))]
+    assert count_parameters(mlp) == sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+    # A batch norm learns a scale and a shift per channel; its running statistics are buffers.
+    norm = torch.nn.BatchNorm1d(5)
+    assert sum(b.numel() for b in norm.buffers()) > 0 and count_parameters(norm) == 10
+    assert count_parameters(torch.nn.Sequential(mlp, norm)) == count_parameters(mlp) + 10
 
 
 @pytest.mark.parametrize(

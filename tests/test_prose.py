@@ -4,6 +4,7 @@ import re
 
 import nbformat
 import numpy as np
+import pandas as pd
 import pytest
 
 from memnotebooks import book, prose, uncertainty
@@ -18,6 +19,23 @@ def test_formatting():
     assert prose.signed(0.0123) == "+0.012" and prose.signed(-0.0123) == "\u22120.012" and prose.signed(0.0001) == "0.000"
     assert prose.percent(0.642) == "64\u00a0%" and prose.listing(["a", "b", "c"]) == "a, b and c"
     assert prose.interval(Difference(0.012, 0.004, 0.02, 360, 3)) == "+0.012, 95\u00a0% interval +0.004 to +0.020"
+
+
+def test_an_interval_reads_a_row_of_differences_as_a_difference():
+    table = pd.DataFrame({"baseline": ["a", "b"], "difference": [0.012, -0.03], "low": [0.004, -0.05], "high": [0.02, -0.01], "sign": [1, -1]})
+    expected = [prose.interval(Difference(r.difference, r.low, r.high, 1, 1)) for r in table.itertuples()]
+    assert [prose.interval(r) for r in table.itertuples()] == expected == [prose.interval(row) for _, row in table.iterrows()]
+    assert expected[1] == "\u22120.030, 95\u00a0% interval \u22120.050 to \u22120.010"
+
+
+def test_show_each_displays_one_markdown_output_a_paragraph(monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objects: shown.extend(objects))
+    prose.show_each(f"At $p = {p:g}$ it is so. " for p in (0.4, 0.8))
+    prose.show("one", "", "two ")
+    assert [m.data for m in shown] == ["At $p = 0.4$ it is so.", "At $p = 0.8$ it is so.", "one two"]
 
 
 def test_choices_count_what_was_chosen():

@@ -93,6 +93,14 @@ def test_side_by_side_and_provenance_tables(cache, tmp_path):
     runs_table = report.provenance_table(record).reset_index()
     assert len(runs_table) == 4 and list(runs_table.p) == [0.2, 0.2, 0.6, 0.6]
     assert runs_table.minutes.tolist() == [round(r.summary["seconds"] / 60, 1) for r in found]
+    # Several reports: a table each, in order, named by its sweep.
+    both = report.provenance_tables({"a": record, "b": {**record, "runs": record["runs"][:1]}})
+    assert [t.columns.name for t in both] == ["a", "b"] and [len(t) for t in both] == [4, 1]
+    pd.testing.assert_frame_equal(both[0].rename_axis(columns=None), report.provenance_table(record))
+    # Where each run trained, as its summary records it.
+    where = report.environment_table(found)
+    assert list(where.corruption_degree) == [r.config.corruption_degree for r in found] and list(where.seed) == [r.config.seed for r in found]
+    assert where.device.str.startswith("CPU: ").all() and (where.torch == __import__("torch").__version__).all()
 
 
 def test_report_command_line(cache, tmp_path, capsys):

@@ -121,3 +121,25 @@ def test_recovery_rows_carry_hits_and_are_compared_with_stopping_early(memorized
     assert list(shown.index.get_level_values(-1)) == ["memorized network", "network stopped early", "best rewinding", "MASC at its best layer"]
     assert rewinding.recovery_name("retrained, masc_crossfit") == "retrained on out-of-fold MASC labels"
     assert rewinding.recovery_name("retrained, true_labels") == "retrained, true labels" and rewinding.recovery_name("retrained, novel") == "retrained, novel"
+
+
+def test_rewinding_grid_rewinds_each_run_to_its_checkpoints_before_the_end(memorized, short):
+    # short ends at epoch 3, its last checkpoint: that one is the memorized network itself, and left out.
+    table = rewinding.rewinding_grid([short, memorized], depths=[0, 1, 5])
+    assert table.groupby("max_epochs").epoch.unique().map(list).to_dict() == {3: [0, 1], 60: [0, 2, 5]}
+    assert rewinding.rewinding_grid([short], epochs=[3, 1, 8], depths=[0, 1]).epoch.unique().tolist() == [1]
+    with pytest.raises(ValueError, match="never checkpointed"):
+        rewinding.rewinding_grid([memorized], epochs=[1])
+    first = rewinding.rewinding_table(short, epochs=[0, 1], depths=[0, 1, 5])
+    pd.testing.assert_frame_equal(table.iloc[: len(first)].reset_index(drop=True), first)
+    shown = rewinding.rewinding_display(table)
+    assert [t.index.name for t in shown] == ["p = 0.6, seed 0: L rewound"] * 2 and shown[0].columns.tolist() == [0, 1]
+    assert shown[0].index.tolist() == [0, 1, 5] and shown[0].loc[1, 1] == round(first.set_index(["epoch", "layers_rewound"]).test_holdout_accuracy[1, 1], 3)
+
+
+def test_recovery_grid_gives_each_run_its_own_rewindings(memorized, short):
+    rewound = rewinding.rewinding_grid([short, memorized], epochs=[0], depths=[0, 1, 5])
+    table = rewinding.recovery_grid([memorized], rewound, relabel_methods=())
+    assert table.index.names == ["run", "recovery"] and set(table.index.get_level_values("run")) == {"p = 0.6, seed 0"}
+    own = rewinding.rewinding_table(memorized, epochs=[0], depths=[0, 1, 5])  # not short's, of the same degree and seed
+    pd.testing.assert_frame_equal(table.loc["p = 0.6, seed 0"], rewinding.recovery_table(memorized, own, relabel_methods=()))

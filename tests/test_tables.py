@@ -29,6 +29,9 @@ def test_difference_table_shows_each_difference_with_its_interval():
     assert table.loc["a", "p = 0.4"] == "\u22120.300\u00a0[\u22120.350,\u00a0\u22120.250]" and table.loc["a", "p = 0.8"] == ""
     assert table.loc["b", "p = 0.8"] == "0.000\u00a0[\u22120.002,\u00a0+0.003]"
     assert tables.difference_text(Difference(-0.0123, -0.02, -0.004, 360, 3)) == "\u22120.012\u00a0[\u22120.020,\u00a0\u22120.004]"
+    # A row as a Series or as a tuple of itertuples reads the same.
+    texts = [tables.difference_text(r) for r in differences.itertuples()]
+    assert texts == [tables.difference_text(r) for _, r in differences.iterrows()] and texts[1] == table.loc["a", "p = 0.4"]
     with pytest.raises(ValueError, match="No differences to show"):
         tables.difference_table(differences.iloc[:0])
 
@@ -39,3 +42,32 @@ def test_hits_matrix_stacks_the_seeds_in_order():
     np.testing.assert_array_equal(tables.hits_matrix(rows, "a", 0.4), [[0, 0, 1], [1, 1, 0]])
     with pytest.raises(ValueError, match=r"No rows with baseline = 'a' at corruption_degree = 0.8"):
         tables.hits_matrix(rows, "a", 0.8)
+
+
+def scores_of(accuracies: dict, n: int = 200, seeds=(0, 1)) -> pd.DataFrame:
+    """A scores table (baseline, degree, seed, accuracy, hits): per (baseline, degree) an accuracy,
+    its hits the first images of ``n``, the same in every seed."""
+    rows = []
+    for (baseline, degree), accuracy in accuracies.items():
+        hits = np.arange(n) < round(accuracy * n)
+        rows += [{"baseline": baseline, "corruption_degree": degree, "seed": seed, "accuracy": hits.mean(), "hits": pack_hits(hits)} for seed in seeds]
+    return pd.DataFrame(rows)
+
+
+def test_describe_signs_groups_the_rows_by_their_verdict():
+    scores = scores_of({("ref", 0.4): 0.5, ("fc1", 0.4): 0.8, ("fc2", 0.4): 0.5, ("fc3", 0.4): 0.75, ("fc4", 0.4): 0.2})
+    differences = tables.paired_differences(scores, "ref")
+    assert differences.sign.tolist() == [1, 0, 1, -1]
+    assert tables.describe_signs(differences, ("beats it", "is level with it", "falls below it")) == (
+        "beats it in `fc1` and `fc3`, is level with it in `fc2` and falls below it in `fc4`")
+    above = differences[differences.sign == 1]
+    assert tables.describe_signs(above, every="every layer") == "is above in every layer" and tables.describe_signs(above) == "is above in `fc1` and `fc3`"
+
+
+def test_describe_against_reads_each_degree_of_one_row():
+    scores = scores_of({("MASC", 0.4): 0.5, ("net", 0.4): 0.8, ("MASC", 0.8): 0.5, ("net", 0.8): 0.5})
+    differences = tables.paired_differences(scores, "MASC")
+    shown = tables.difference_table(differences)
+    text = tables.describe_against(scores, differences, "MASC", "net", [0.4, 0.8], what="MASC", above="beats")
+    assert text == f"at $p = 0.4$ it beats MASC (0.800 against 0.500; {shown.loc['net', 'p = 0.4']}); at $p = 0.8$ it is level with MASC (0.500 against 0.500; {shown.loc['net', 'p = 0.8']})."
+    assert tables.describe_against(scores, differences, "MASC", "net", [0.8]).startswith("at $p = 0.8$ it is level with the reference")
