@@ -380,7 +380,7 @@ class _Context:
 
     def choose(self, decoder: _Decoder) -> tuple[str, str, float]:
         """The (probe, layer) with the best validation accuracy, and that accuracy."""
-        probes = _candidates(decoder)
+        probes = _candidates(decoder, self.settings)
         scored = [(self.validation_accuracy(p, layer, decoder.fit_labels), p, layer) for p in probes for layer in self.layers]
         scored = [entry for entry in scored if not np.isnan(entry[0])]
         if not scored:
