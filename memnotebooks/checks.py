@@ -34,11 +34,10 @@ def real(name: str, value, low: float | None = None, high: float | None = None, 
     >>> real("target_accuracy", 1, 0, 1, low_open=True)
     1.0
     """
-    if isinstance(value, bool) or not isinstance(value, Real) or value != value:
-        raise ValueError(f"{name} must be a number{_bounds(low, high, low_open, high_open)}, got {value!r}.")
-    below = low is not None and (value <= low if low_open else value < low)
-    above = high is not None and (value >= high if high_open else value > high)
-    if below or above:
+    number = not isinstance(value, bool) and isinstance(value, Real) and value == value  # NaN is not
+    below = number and low is not None and (value <= low if low_open else value < low)
+    above = number and high is not None and (value >= high if high_open else value > high)
+    if not number or below or above:
         raise ValueError(f"{name} must be a number{_bounds(low, high, low_open, high_open)}, got {value!r}.")
     return float(value)
 

@@ -53,7 +53,7 @@ from .data import DATASETS, Dataset, default_root, load_dataset, validation_spli
 from .devices import describe_device, resolve_device
 from .models import MODELS, build_model, check_dropout, check_width
 from .paper import paper_settings
-from .stacked import train_stacked, unstackable
+from .stacked import dropout_reason, train_stacked, unstackable
 from .store import StaleArtifactError, atomic_write, default_artifacts_dir, normalize, recipe_key
 from .training import StopAtTarget, TrainingResult, check_weight_decay, train
 
@@ -547,7 +547,7 @@ def stacking_groups(configs) -> tuple[list[list[RunConfig]], dict[RunConfig, str
     groups, one_by_one = {}, {}
     for config in configs:
         if config.dropout:
-            one_by_one[config] = f"dropout {config.dropout}: vmap would draw other dropout masks than the run trained alone, so it would be another run"
+            one_by_one[config] = dropout_reason([config.dropout])
         else:
             shared = config.replace(**{name: RunConfig.__dataclass_fields__[name].default for name in PER_RUN_FIELDS})
             groups.setdefault(shared, []).append(config)
@@ -574,7 +574,9 @@ def _train_stacked_group(group: list[RunConfig], artifacts_dir, data_root, devic
         return reason
     dataset = data[0][0]
     settings = [c.training_settings() for c in group]
-    shared = {name: settings[0][name] for name in ("optimizer", "learning_rate", "momentum", "weight_decay", "batch_size")}
+    # Every training setting but the per-run ones is the stack's, so a new one reaches it too.
+    per_run = ("seed", "stop", "max_epochs", "checkpoint_epochs")
+    shared = {name: value for name, value in settings[0].items() if name not in per_run}
     results = train_stacked(
         models,
         [d.x_train for d, _, _ in data],
@@ -684,7 +686,8 @@ def check_one_setting(runs_, by=("dataset", "model")) -> None:
     settings = {}
     for r in runs_:
         group = tuple(getattr(r.config, name) for name in by)
-        settings.setdefault(group, {}).setdefault({k: v for k, v in config_columns(r).items() if k not in IDENTITY}.__repr__(), r.config)
+        setting = tuple((k, v) for k, v in config_columns(r).items() if k not in IDENTITY)
+        settings.setdefault(group, {}).setdefault(setting, r.config)
     for group, configs in settings.items():
         if len(configs) > 1:
             first, second = list(configs.values())[:2]

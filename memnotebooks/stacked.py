@@ -49,16 +49,21 @@ from .devices import resolve_device
 from .progress import progress_bar
 from .training import EpochRecorder, StopAtTarget, TrainingResult, check_settings, epoch_orders, make_optimizer, predict
 
-__all__ = ["train_stacked", "unstackable"]
+__all__ = ["dropout_reason", "train_stacked", "unstackable"]
 
 _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+
+
+def dropout_reason(rates) -> str:
+    """Why runs with these dropout rates cannot train in a stack."""
+    return f"dropout {', '.join(map(str, rates))}: vmap would draw other dropout masks than the run trained alone, so it would be another run"
 
 
 def unstackable(model: nn.Module) -> str | None:
     """Why ``model`` cannot train in a stack, or ``None`` if it can."""
     rates = sorted({module.p for module in model.modules() if isinstance(module, _DROPOUT) and module.p > 0})
     if rates:
-        return f"dropout {', '.join(map(str, rates))}: vmap would draw other dropout masks than the run trained alone, so it would be another run"
+        return dropout_reason(rates)
     if list(model.buffers()):
         return f"the model ({type(model).__name__}) has buffers (BatchNorm statistics) that change in place during training"
     return None
@@ -139,8 +144,8 @@ def train_stacked(
     reasons = {reason for reason in map(unstackable, models) if reason}
     if reasons:
         raise ValueError(f"These models cannot be stacked: {'; '.join(sorted(reasons))}.")
-    check_settings(optimizer, learning_rate, batch_size, max(_per_run("max_epochs", max_epochs, n_runs)))
     caps = _per_run("max_epochs", max_epochs, n_runs)
+    check_settings(optimizer, learning_rate, batch_size, max(caps))
     checkpoint_epochs = list(checkpoint_epochs)
     nested = bool(checkpoint_epochs) and not isinstance(checkpoint_epochs[0], int)  # one list per run
     checkpoints = _per_run("checkpoint_epochs", checkpoint_epochs if nested else [tuple(checkpoint_epochs)] * n_runs, n_runs)

@@ -334,7 +334,8 @@ class EpochRecorder:
         predictions : dict of str to Tensor
             Each evaluation set's predicted classes.
         state : callable
-            Returns a copy of the weights (a state dict), called only when they are kept.
+            Returns the weights (a state dict), called only when some are kept; the recorder
+            keeps copies (checkpoints on the CPU, the best weights where they are).
         """
         evaluations = {name: (predictions[name], labels) for name, labels in self.evaluation_labels.items()}
         for name, (whole, mask) in self.evaluation_parts.items():
@@ -344,10 +345,14 @@ class EpochRecorder:
         self.rows.append({**row, "seconds": time.perf_counter() - self._start})
         if "test" in predictions:
             self.test_predictions.append(predictions["test"].to("cpu", torch.int16))
-        if epoch in self.checkpoint_epochs:
-            self.checkpoints[epoch] = {name: value.detach().to("cpu", copy=True) for name, value in state().items()}
-        if self.keep_best is not None and _best_epoch(self.rows, self.keep_best) == epoch:
-            self.best_state = state()
+        checkpoint = epoch in self.checkpoint_epochs
+        best = self.keep_best is not None and _best_epoch(self.rows, self.keep_best) == epoch
+        if checkpoint or best:
+            weights = state()
+            if checkpoint:
+                self.checkpoints[epoch] = {name: value.detach().to("cpu", copy=True) for name, value in weights.items()}
+            if best:
+                self.best_state = {name: value.detach().clone() for name, value in weights.items()}
         self.learned_epoch = learned_since(self.learned_epoch, train_predictions == self.y_given, epoch)
         self.stopped = bool(self.stop(self.rows))
         return self.stopped or epoch >= self.max_epochs
@@ -463,7 +468,7 @@ def train(
 
     def record(epoch: int, epoch_loss: float, train_predictions: torch.Tensor) -> bool:
         predictions = {name: predict(model, x, eval_batch_size) for name, (x, _) in evaluation_sets.items()}
-        done = recorder.record(epoch, epoch_loss, train_predictions, predictions, lambda: _state_copy(model, device))
+        done = recorder.record(epoch, epoch_loss, train_predictions, predictions, model.state_dict)
         if after_epoch is not None:
             after_epoch(epoch, model, recorder.history)
         return done
@@ -496,7 +501,3 @@ def train(
     model.eval()
     full_pass = float((predict(model, x_train, eval_batch_size) == y_given).float().mean())
     return recorder.result(full_pass)
-
-
-def _state_copy(model: nn.Module, device) -> dict:
-    return {k: v.detach().to(device, copy=True) for k, v in model.state_dict().items()}
