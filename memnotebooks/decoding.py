@@ -15,7 +15,8 @@ on the holdout part (:data:`SELECTIONS`, :func:`best_layer_scores`). :func:`laye
 :func:`probe_differences` compare layers and probes image by image (:func:`layer_profile`: where
 decoding peaks with depth), and :func:`threshold_scores` decodes with MASC's other variance
 thresholds (:func:`best_setting`: which one decodes most). :func:`evaluation_grid` evaluates
-several runs.
+several runs. :func:`rule_checks` checks, layer by layer, that MASC is the quadratic rule of
+Ketha & Ramaswamy (2026) and where VeLPIC's sign rule parts it from MASC with one component.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ import torch
 from .activations import check_layers, extract_activations
 from .corruption import corrupt_labels
 from .data import VALIDATION_FRACTION, VALIDATION_SEED, validation_split
-from .masc import check_variance_threshold
+from .masc import MASC, check_variance_threshold, squared_cosines
 from .probes import PROBES, fit_probe, probe_accuracies, probe_recipe
 from .runs import FIT_LABELS, Run, config_columns, run_columns
 from .store import cached_table, is_cached
 from .tables import paired_differences
+from .velpic import VeLPIC
 
 __all__ = [
     "best_layer_scores",
@@ -49,6 +51,7 @@ __all__ = [
     "noisy_validation_labels",
     "probe_differences",
     "PROTOCOL",
+    "rule_checks",
     "SELECTIONS",
     "threshold_scores",
 ]
@@ -443,3 +446,53 @@ def threshold_scores(grid, thresholds=(0.25, 0.5, 0.75, 0.9, 0.99), single_compo
     joint = best_layer_scores(every.assign(layer=every.layer + " @ " + every.subspaces))
     joint = joint[joint.selection == "validated"].assign(subspaces="chosen on validation")
     return pd.concat([per_setting, joint], ignore_index=True)
+
+
+def rule_checks(run_: Run, layers=None, variance_threshold: float = 0.99) -> pd.DataFrame:
+    """MASC as a quadratic rule, and VeLPIC against MASC with one component, on each layer.
+
+    On each probe layer, MASC (``variance_threshold``), MASC with one component per class and
+    VeLPIC (:class:`memnotebooks.velpic.VeLPIC`) are fitted on the training activations with
+    the corrupted labels, and the test set's activations are scored three ways: by MASC's angles
+    (:meth:`memnotebooks.masc.MASC.angles`), by the quadratic form ``xᵀP_c x / xᵀx`` computed from
+    the subspaces' bases (:func:`memnotebooks.masc.squared_cosines`), and by VeLPIC's
+    ``argmax_c v_c·x`` against MASC's ``argmax_c |v_c·x|``.
+
+    Returns
+    -------
+    DataFrame
+        One row per layer: ``layer``, ``n_points`` (test images), ``quadratic_same`` (share of
+        them where the smallest angle and the largest quadratic form pick the same class),
+        ``quadratic_gap`` (largest ``|cos² θ_c − xᵀP_c x / xᵀx|`` over images and classes, the
+        angles in float32 as MASC computes them), ``negative_features`` (share of the test
+        activations below zero), ``negative_projections`` (share of test images with some
+        ``v_c·x < 0``), ``sign_differs`` (share of test images VeLPIC and MASC at ``k = 1``
+        assign differently), ``velpic_accuracy`` and ``masc_one_accuracy`` (test accuracy, true
+        labels), and the configuration columns.
+    """
+    model = run_.model
+    layers = check_layers(model, layers)
+    labels = run_.fit_labels("corrupted")
+    y_test = run_.dataset.y_test.numpy()
+    device = next(model.parameters()).device
+    rows = []
+    for layer in layers:
+        train, test = (extract_activations(model, x, [layer], output_device=device)[layer] for x in (run_.dataset.x_train, run_.dataset.x_test))
+        masc = MASC(variance_threshold=check_variance_threshold(variance_threshold)).fit(train, labels)
+        quadratic = squared_cosines(masc, test)
+        from_angles = np.cos(np.deg2rad(masc.angles(test))) ** 2
+        one, velpic = MASC(max_components=1).fit(train, labels), VeLPIC().fit(train, labels)
+        projections = test.double().cpu().numpy() @ velpic.components_.T
+        linear, absolute = velpic.predict(test), one.predict(test)
+        rows.append({
+            "layer": layer,
+            "n_points": len(y_test),
+            "quadratic_same": float((masc.predict(test) == masc.classes_[quadratic.argmax(axis=1)]).mean()),
+            "quadratic_gap": float(np.abs(from_angles - quadratic).max()),
+            "negative_features": float((test < 0).double().mean()),
+            "negative_projections": float((projections < 0).any(axis=1).mean()),
+            "sign_differs": float((linear != absolute).mean()),
+            "velpic_accuracy": float((linear == y_test).mean()),
+            "masc_one_accuracy": float((absolute == y_test).mean()),
+        })
+    return pd.DataFrame(rows).assign(**config_columns(run_))

@@ -37,6 +37,7 @@ from .data import validation_split
 from .decoding import best_layer_scores, layerwise_evaluation
 from .gradients import per_example_gradient_norms, summed_gradient
 from .models import weight_layers
+from .probes import PROBE_NAMES
 from .prose import mean_std, number
 from .runs import Run, RunConfig, config_columns, early_stopped, history_table, summary_table
 from .tables import paired_differences
@@ -492,8 +493,8 @@ def gradient_findings(gradients: pd.DataFrame, runs) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def decoding_over_epochs(runs, epochs=None, fit_labels: str = "corrupted", layers=None, variance_threshold: float = 0.99) -> pd.DataFrame:
-    """MASC at its best layer and the network itself, on the test set, at each checkpoint.
+def decoding_over_epochs(runs, epochs=None, fit_labels: str = "corrupted", layers=None, variance_threshold: float = 0.99, probes=("masc",)) -> pd.DataFrame:
+    """Probes at their best layer (MASC by default) and the network itself, on the test set, at each checkpoint.
 
     At every checkpointed epoch MASC is fitted on each probe layer's training activations
     (:func:`memnotebooks.decoding.layerwise_evaluation` with ``epoch``), and the layer chosen
@@ -511,11 +512,15 @@ def decoding_over_epochs(runs, epochs=None, fit_labels: str = "corrupted", layer
         Probe layers MASC may choose from; default all. Each is fitted at every epoch, and a wide
         layer costs a ``d × d`` eigendecomposition per class.
     variance_threshold : float in (0, 1]
+    probes : list of str
+        Probes of :data:`memnotebooks.probes.PROBES` decoded at every checkpoint, each at its own
+        best layer (``"velpic"`` costs one eigenvector per class).
 
     Returns
     -------
     DataFrame
-        The configuration columns, ``epoch``, ``decoder`` (``"network"`` or ``"MASC"``),
+        The configuration columns, ``epoch``, ``decoder`` (``"network"`` or the probe's name in
+        :data:`memnotebooks.probes.PROBE_NAMES`, ``"MASC"``, ``"VeLPIC"``),
         ``selection`` (``"test-selected"``/``"validated"``; the network is scored on the whole
         test set and on the holdout part), ``layer``, ``accuracy`` (on the split scored),
         ``validation_accuracy`` (the same decoder and layer on the validation part, true labels:
@@ -531,12 +536,12 @@ def decoding_over_epochs(runs, epochs=None, fit_labels: str = "corrupted", layer
             checkpointed_epochs(r, epochs)  # raises for an epoch a run did not keep
         epochs = list(epochs)
     frames = []
-    keys = ["dataset", "model", "corruption_degree", "seed", "layer"]
+    keys = ["dataset", "model", "corruption_degree", "seed", "probe", "layer"]
     for epoch in epochs:
-        decoding = pd.concat([layerwise_evaluation(r, layers=layers, fit_labels=fit_labels, variance_threshold=variance_threshold, epoch=epoch) for r in runs])
+        decoding = pd.concat([layerwise_evaluation(r, probes=tuple(probes), layers=layers, fit_labels=fit_labels, variance_threshold=variance_threshold, epoch=epoch) for r in runs])
         validation = decoding[(decoding.split == "test_validation") & (decoding.target == "true")][keys + ["accuracy"]]
-        masc = best_layer_scores(decoding).merge(validation.rename(columns={"accuracy": "validation_accuracy"}), on=keys, how="left")
-        frames.append(masc.assign(epoch=epoch, decoder="MASC"))
+        best = best_layer_scores(decoding).merge(validation.rename(columns={"accuracy": "validation_accuracy"}), on=keys, how="left")
+        frames.append(best.assign(epoch=epoch, decoder=best.probe.map(PROBE_NAMES)))
         for r in runs:
             row = r.history.set_index("epoch").loc[epoch]
             y_test = r.dataset.y_test.numpy()
@@ -549,10 +554,10 @@ def decoding_over_epochs(runs, epochs=None, fit_labels: str = "corrupted", layer
     return pd.concat(frames, ignore_index=True)[columns]
 
 
-def decoding_grid(runs, fit_labels: str = "corrupted", layers=None, variance_threshold: float = 0.99) -> pd.DataFrame:
+def decoding_grid(runs, fit_labels: str = "corrupted", layers=None, variance_threshold: float = 0.99, probes=("masc",)) -> pd.DataFrame:
     """:func:`decoding_over_epochs` of each run alone, over every checkpoint it reached, stacked
     (runs of different lengths keep all their checkpoints; the best layer is each run's own)."""
-    return pd.concat([decoding_over_epochs([r], None, fit_labels, layers, variance_threshold) for r in runs], ignore_index=True)
+    return pd.concat([decoding_over_epochs([r], None, fit_labels, layers, variance_threshold, probes) for r in runs], ignore_index=True)
 
 
 def decoding_peaks(table: pd.DataFrame, selection: str = "validated") -> pd.DataFrame:
@@ -596,7 +601,9 @@ def decoding_comparisons(table: pd.DataFrame) -> pd.DataFrame:
         (``masc_first_accuracy``) and ``masc_first`` (first minus last); ``masc_over_network``
         (MASC minus the network, each at its validated checkpoint); ``masc_gain`` (MASC at its
         validated checkpoint minus at the first); and over the checkpoints, at how many MASC is
-        ``above``, ``below`` or ``level`` with the network.
+        ``above``, ``below`` or ``level`` with the network. Where the table decodes VeLPIC too:
+        its validated checkpoint ``velpic_epoch`` (``velpic_layer``, ``velpic_accuracy``) and
+        ``velpic_over_masc`` (VeLPIC minus MASC, each at its validated checkpoint).
     """
     validated, peaks = table[table.selection == "validated"], decoding_peaks(table)
 
@@ -604,7 +611,7 @@ def decoding_comparisons(table: pd.DataFrame) -> pd.DataFrame:
         rows = validated[(validated.corruption_degree == degree) & (validated.decoder == decoder) & (validated.epoch == epoch)].sort_values("seed")
         return [unpack_hits(h) for h in rows.hits]
 
-    per_epoch = pd.concat([paired_differences(part, "network", column="decoder").assign(epoch=e) for e, part in validated.groupby("epoch")])
+    per_epoch = pd.concat([paired_differences(part, "network", others=["MASC"], column="decoder").assign(epoch=e) for e, part in validated.groupby("epoch")])
     first = validated.epoch.min()
     rows = []
     for degree in peaks.index.unique("p"):
@@ -622,4 +629,9 @@ def decoding_comparisons(table: pd.DataFrame) -> pd.DataFrame:
             "masc_gain": paired_bootstrap(hits(degree, "MASC", me), hits(degree, "MASC", first)),
             "above": int((signs == 1).sum()), "below": int((signs == -1).sum()), "level": int((signs == 0).sum()),
         })
+        if (degree, "VeLPIC") in peaks.index:  # the linear probe, each at its own validated checkpoint
+            velpic = peaks.loc[(degree, "VeLPIC")]
+            ve = int(velpic["peak", "epoch"])
+            rows[-1].update({"velpic_epoch": ve, "velpic_layer": velpic["peak", "layer"], "velpic_accuracy": velpic["peak", "accuracy"],
+                             "velpic_over_masc": paired_bootstrap(hits(degree, "VeLPIC", ve), hits(degree, "MASC", me))})
     return pd.DataFrame(rows).set_index("corruption_degree")

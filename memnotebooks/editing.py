@@ -26,7 +26,7 @@ module; :func:`editing_table` scores the edited networks at each epoch beside th
 the test set's validation and holdout parts (:func:`memnotebooks.data.validation_split`) with
 each image's hit; :func:`edit_during_training` edits checkpoints and trains on, as the paper does
 at epochs 1, 10 and 40, beside the same checkpoint trained on without an edit, to see how fast the
-corrupted labels are memorized again. Both tables are cached in the run's folder, keyed by their
+corrupted labels are memorized again (:func:`rememorization` sums it up). Both tables are cached in the run's folder, keyed by their
 recipe (:func:`memnotebooks.store.cached_table`).
 
 A bias-free last layer (the CNN's) that gets a readout with a bias (``nearest_mean``,
@@ -51,6 +51,7 @@ from .models import edit_last_layer, evaluation_mode, last_linear_layer
 from .probes import PROBES, fit_probe, probe_recipe
 from .runs import Run, config_columns, test_parts
 from .store import cached_table
+from .tables import paired_differences
 from .training import predict, train
 from .uncertainty import pack_hits
 
@@ -62,11 +63,16 @@ __all__ = [
     "ReadoutEntry",
     "UNEDITED",
     "check_readout",
+    "edit_agreement",
+    "edit_differences",
     "edit_during_training",
+    "edit_training_grid",
     "edited_model",
+    "editing_grid",
     "editing_table",
     "fit_readout",
     "last_hidden_layer",
+    "rememorization",
     "run_readout",
 ]
 
@@ -353,6 +359,42 @@ def edited_model(run_: Run, readout: str, epoch: int | None = None) -> nn.Module
     return _edited(model, _fit_at(run_, model, readout)).eval()
 
 
+def edit_agreement(run_: Run, readouts=tuple(READOUTS), epoch: int | None = None) -> pd.DataFrame:
+    """Whether each edited network predicts what its readout predicts, on every test image.
+
+    For each readout, the network at ``epoch`` (default the final one) is edited
+    (:func:`edited_model`) and run on the test images, and the readout is applied in float64 to
+    the same network's last hidden layer on those images.
+
+    Returns
+    -------
+    DataFrame
+        One row per readout: ``readout``, ``epoch``, ``n_points``, ``same`` (share of the test
+        images where the edited network's class is the readout's), ``largest_gap`` (largest
+        absolute difference between the edited network's logits and the readout's scores, the
+        network computing in float32) and the configuration columns.
+    """
+    readouts = _check_readouts(readouts)
+    epoch = _final_epoch(run_) if epoch is None else _epochs(run_, [epoch])[0]
+    model = _model_at(run_, epoch)
+    x_test = run_.dataset.x_test
+    hidden = extract_activations(model, x_test, [last_hidden_layer(model)])[last_hidden_layer(model)]
+    data, rows = {}, []
+    for readout in readouts:
+        fitted = _fit_at(run_, model, readout, data)
+        edited = _edited(model, fitted)
+        with torch.no_grad(), evaluation_mode(edited):
+            logits = edited(x_test.to(next(edited.parameters()).device)).double().cpu().numpy()
+        rows.append({
+            "readout": readout,
+            "epoch": int(epoch),
+            "n_points": len(x_test),
+            "same": float((predict(edited, x_test).cpu().numpy() == fitted.predict(hidden)).mean()),
+            "largest_gap": float(np.abs(logits - fitted.decision_function(hidden)).max()),
+        })
+    return pd.DataFrame(rows).assign(**config_columns(run_))
+
+
 def _readout_recipe(run_: Run, readout: str) -> dict:
     if readout == UNEDITED:
         return {"readout": UNEDITED}
@@ -440,6 +482,28 @@ def editing_table(run_: Run, readouts=tuple(READOUTS), epochs=None) -> pd.DataFr
     columns = ["epoch", "readout", "layer", "split", "accuracy", "n_points", "hits"]
     identity = config_columns(run_)
     return table[columns].assign(**identity)[list(identity) + columns]
+
+
+def editing_grid(runs, readouts=tuple(READOUTS), epochs=None) -> pd.DataFrame:
+    """:func:`editing_table` of several runs, stacked (each at its own checkpoints by default)."""
+    return pd.concat([editing_table(r, readouts, epochs) for r in runs], ignore_index=True)
+
+
+def edit_differences(table: pd.DataFrame, epoch: str = "last") -> pd.DataFrame:
+    """Each edited network minus the unedited one at the same epoch, on the holdout part, per
+    degree, with its paired interval over holdout images and seeds
+    (:func:`memnotebooks.tables.paired_differences`, column ``readout``).
+
+    ``table`` is :func:`editing_table` or :func:`editing_grid` output; ``epoch`` is ``"last"``
+    (each run's final epoch) or ``"first"`` (each run's first scored epoch).
+    """
+    if epoch not in ("last", "first"):
+        raise ValueError(f"epoch must be 'last' or 'first'; got {epoch!r}.")
+    holdout = table[table.split == "test_holdout"]
+    runs_ = holdout.groupby([c for c in holdout.columns if c not in ("epoch", "readout", "layer", "split", "accuracy", "n_points", "hits")], dropna=False).epoch
+    at = holdout[holdout.epoch == (runs_.transform("max") if epoch == "last" else runs_.transform("min"))]
+    others = [r for r in dict.fromkeys(at.readout) if r != UNEDITED]
+    return paired_differences(at, UNEDITED, others, column="readout")
 
 
 _CONTINUATION = {"labels": "corrupted", "optimizer": "fresh", "settings": "RunConfig.training_settings", "evaluation": "test parts"}
@@ -544,3 +608,65 @@ def edit_during_training(run_: Run, readout: str, edit_epochs, epochs: int | Non
     columns = ["readout", "edit_epoch", *_HISTORY_COLUMNS]
     identity = config_columns(run_)
     return table[columns].assign(**identity)[list(identity) + columns]
+
+
+def edit_training_grid(runs, readout: str, edit_epochs, epochs: int | None = None) -> pd.DataFrame:
+    """:func:`edit_during_training` of several runs, stacked; each run is edited at those of
+    ``edit_epochs`` it checkpointed before its final epoch (an error if none)."""
+    frames = []
+    for r in runs:
+        final = _final_epoch(r)
+        own = [e for e in ([edit_epochs] if isinstance(edit_epochs, (int, np.integer)) else edit_epochs) if e in r.config.checkpoint_epochs and e < final]
+        if not own:
+            raise ValueError(f"None of the edit epochs {edit_epochs} is a checkpoint of {r.path.name} before its final epoch {final}.")
+        frames.append(edit_during_training(r, readout, own, epochs))
+    return pd.concat(frames, ignore_index=True)
+
+
+def rememorization(table: pd.DataFrame, level: float = 0.5) -> pd.DataFrame:
+    """How each continuation of :func:`edit_during_training` goes: what the edit gives at once,
+    and how soon the corrupted labels are fitted again.
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`edit_during_training` (or :func:`edit_training_grid`) output.
+    level : float in (0, 1]
+        The share of the corrupted training labels (against the labels they were given) that
+        counts as memorized again.
+
+    Returns
+    -------
+    DataFrame
+        One row per run, edit epoch and readout (the edited continuation and the unedited one):
+        ``holdout_at_edit`` (holdout accuracy of the edited checkpoint, before training),
+        ``holdout_after_one`` (after one epoch), ``holdout_best`` and ``best_epoch`` (the highest
+        holdout accuracy over the continuation, and its epoch after the edit: read it as a
+        description, it is chosen on the holdout itself), ``holdout_last``,
+        ``corrupted_at_edit`` and ``corrupted_last`` (share of the corrupted labels fitted),
+        ``epochs_to_level`` (the first epoch after the edit at which at least ``level`` of them
+        are fitted; NaN when none), ``epochs`` (trained after the edit) and ``level``.
+    """
+    level = float(level)
+    if not 0 < level <= 1:
+        raise ValueError(f"level must be in (0, 1]; got {level}.")
+    keys = [c for c in table.columns if c not in _HISTORY_COLUMNS]
+    rows = []
+    for key, part in table.sort_values("epoch").groupby(keys, sort=False, dropna=False):
+        part = part.set_index("epoch")
+        fitted = part.corrupted_accuracy_given
+        reached = fitted.index[fitted >= level]
+        rows.append({
+            **dict(zip(keys, key)),
+            "holdout_at_edit": part.test_holdout_accuracy.iloc[0],
+            "holdout_after_one": part.test_holdout_accuracy.get(1, np.nan),
+            "holdout_best": part.test_holdout_accuracy.max(),
+            "best_epoch": int(part.test_holdout_accuracy.idxmax()),
+            "holdout_last": part.test_holdout_accuracy.iloc[-1],
+            "corrupted_at_edit": fitted.iloc[0],
+            "corrupted_last": fitted.iloc[-1],
+            "epochs_to_level": float(reached[0]) if len(reached) else np.nan,
+            "epochs": int(part.index.max()),
+            "level": level,
+        })
+    return pd.DataFrame(rows)

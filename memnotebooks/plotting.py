@@ -12,6 +12,7 @@ import matplotlib.ticker
 import pandas as pd
 import seaborn as sns
 
+from .editing import READOUT_NAMES, UNEDITED
 from .probes import PROBE_NAMES
 from .relabel import BEFORE, METHOD_NAMES, scores as relabel_scores
 
@@ -23,6 +24,8 @@ __all__ = [
     "baselines",
     "decoding_by_layer",
     "decoding_over_epochs",
+    "edit_training",
+    "editing_over_epochs",
     "final_accuracies",
     "gradients",
     "label_matrices",
@@ -37,6 +40,7 @@ __all__ = [
     "paper_differences",
     "paper_differences_by_pair",
     "probe_comparison",
+    "probes_by_layer",
     "regularization",
     "relabel_accuracy",
     "relabel_labels",
@@ -280,6 +284,22 @@ def probe_comparison(evaluation: pd.DataFrame, ax=None, split: str = "test"):
     ax.set(ylabel="test accuracy" + (" (holdout)" if split == "test_holdout" else ""), ylim=(0, 1.02))
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), fontsize="small", title="probe")
     return ax
+
+
+def probes_by_layer(evaluation: pd.DataFrame, split: str = "test_holdout"):
+    """Accuracy on ``split`` per layer of each probe in ``evaluation``, one panel per corruption
+    degree; mean and spread over seeds. ``evaluation`` is
+    :func:`memnotebooks.decoding.layerwise_evaluation` output of several runs."""
+    shown = _in_layer_order(evaluation[(evaluation.split == split) & (evaluation.target == "true")]).assign(probe=lambda t: t.probe.map(PROBE_NAMES))
+    shown = shown.assign(probe=shown.probe + ", " + shown.fit_labels + " labels") if shown.fit_labels.nunique() > 1 else shown
+    grid = sns.relplot(
+        shown, x="layer", y="accuracy", hue="probe", style="probe", col="corruption_degree", kind="line", markers=True, dashes=False,
+        errorbar=SPREAD, height=2.8, aspect=1.2, facet_kws={"sharex": False}, sort=False,
+    )
+    grid.set_titles("p = {col_name}")
+    grid.set(ylim=(0, 1.02), ylabel="accuracy" + (" (holdout)" if split == "test_holdout" else ""))
+    sns.move_legend(grid, "upper left", bbox_to_anchor=(1.0, 0.9), title=None, frameon=False)
+    return grid.figure
 
 
 def baselines(scores: pd.DataFrame, baselines=None, ax=None):
@@ -615,4 +635,47 @@ def decoding_over_epochs(table: pd.DataFrame, selection: str = "validated"):
     for ax in grid.axes.flat:
         _epoch_axis(ax, shown.epoch.unique())
     sns.move_legend(grid, "upper left", bbox_to_anchor=(1.0, 0.9), title=None, frameon=False)
+    return grid.figure
+
+
+def editing_over_epochs(table: pd.DataFrame):
+    """Holdout accuracy of the network edited with each readout, at each checkpoint, beside the
+    unedited network: one panel per corruption degree, mean and spread over seeds.
+
+    ``table`` is :func:`memnotebooks.editing.editing_table` (or ``editing_grid``) output.
+    """
+    shown = table[table.split == "test_holdout"].assign(readout=lambda t: t.readout.map(READOUT_NAMES))
+    order = [READOUT_NAMES[UNEDITED], *(READOUT_NAMES[r] for r in dict.fromkeys(table.readout) if r != UNEDITED)]
+    grid = sns.relplot(
+        shown, x="epoch", y="accuracy", hue="readout", hue_order=order, style="readout", style_order=order, col="corruption_degree",
+        kind="line", markers=True, dashes=False, errorbar=SPREAD, height=3.0, aspect=1.2, facet_kws={"sharex": False},
+    )
+    grid.set_titles("p = {col_name}")
+    grid.set(ylim=(0, 1.02), ylabel="holdout accuracy")
+    for ax in grid.axes.flat:
+        _epoch_axis(ax, shown.epoch.unique())
+    sns.move_legend(grid, "upper center", bbox_to_anchor=(0.45, 0.0), ncol=2, title=None, frameon=False)
+    return grid.figure
+
+
+def edit_training(table: pd.DataFrame):
+    """Training on after an edit: the holdout accuracy (top) and the share of corrupted labels
+    fitted (bottom) on the run's own epochs, one colour per edit epoch, the edited continuation
+    solid and the unedited one dashed; one column per corruption degree, mean and spread over seeds.
+
+    ``table`` is :func:`memnotebooks.editing.edit_during_training` (or ``edit_training_grid``) output.
+    """
+    measures = {"test_holdout_accuracy": "holdout accuracy", "corrupted_accuracy_given": "corrupted labels fitted"}
+    readout = next(r for r in dict.fromkeys(table.readout) if r != UNEDITED)
+    long = table.melt(id_vars=["corruption_degree", "seed", "readout", "edit_epoch", "run_epoch"], value_vars=list(measures), var_name="measure", value_name="accuracy")
+    long = long.assign(measure=long.measure.map(measures), network=long.readout.map({readout: f"edited ({READOUT_NAMES[readout]})", UNEDITED: "unedited"}),
+                       edit=long.edit_epoch.map("edited at epoch {}".format))
+    grid = sns.relplot(
+        long, x="run_epoch", y="accuracy", hue="edit", style="network", style_order=[f"edited ({READOUT_NAMES[readout]})", "unedited"],
+        row="measure", col="corruption_degree", kind="line", errorbar=SPREAD, height=2.6, aspect=1.5, facet_kws={"sharex": "col"},
+    )
+    grid.set_titles("p = {col_name}: {row_name}")
+    grid.set(ylim=(0, 1.02), ylabel="accuracy")
+    grid.set_xlabels("epoch of the run")
+    sns.move_legend(grid, "upper center", bbox_to_anchor=(0.45, 0.0), ncol=3, title=None, frameon=False)
     return grid.figure

@@ -1,15 +1,13 @@
-"""Rewinding a memorized network's last layers to an early checkpoint, set beside the other ways
-of recovering generalization.
+"""Rewinding a memorized network's last layers to an early checkpoint.
 
 - :func:`rewinding_table`: the last ``L`` weight layers reset to an early checkpoint, the rest
   kept (Stephenson et al. 2021): if generalization comes back when only the last layers are rewound, memorization lives
   there. :func:`rewinding_grid` rewinds several runs and :func:`rewinding_display` shows them;
   :func:`rewinding_differences` compares each rewinding image by image with the memorized
   network and with the checkpoint, and :func:`rewinding_verdicts` counts the verdicts.
-- :func:`recovery_table`: the ways of recovering generalization from one memorized run (stopping
-  early, the best rewinding, MASC at its best layer, relabel + retrain), each chosen on the
-  validation part of the test set and scored on the holdout part (:func:`recovery_grid`: of
-  several runs); :func:`recovery_differences` compares them, :func:`recovery_display` and :func:`recovery_name` put them in words.
+
+The rewindings are one of the ways of recovering generalization that
+:mod:`memnotebooks.recovery` sets side by side.
 """
 
 from __future__ import annotations
@@ -19,24 +17,13 @@ import copy
 import numpy as np
 import pandas as pd
 
-from .data import validation_split
-from .decoding import best_layer_scores, layerwise_evaluation
 from .dynamics import checkpointed_epochs, epochs_reached
 from .models import rewind, weight_layers
-from .relabel import METHOD_NAMES, relabel_table
-from .runs import Run, config_columns, early_stopped, run_columns, test_parts
-from .tables import paired_differences
+from .runs import Run, config_columns, run_columns, test_parts
 from .training import predict
 from .uncertainty import pack_hits, paired_bootstrap, unpack_hits
 
 __all__ = [
-    "recovery_differences",
-    "recovery_display",
-    "recovery_grid",
-    "recovery_name",
-    "RECOVERY_NAMES",
-    "recovery_table",
-    "RELABEL_METHODS",
     "rewinding_differences",
     "rewinding_display",
     "rewinding_grid",
@@ -108,14 +95,6 @@ def rewinding_grid(runs, epochs=None, depths=None) -> pd.DataFrame:
     return pd.concat([rewinding_table(r, epochs_reached(r, r.config.checkpoint_epochs if epochs is None else epochs, final=False), depths) for r in runs], ignore_index=True)
 
 
-def _rows_of(table: pd.DataFrame, run_: Run) -> pd.DataFrame:
-    """The rows of a table of several runs (their configuration columns) that are ``run_``'s."""
-    values, mask = config_columns(run_), np.ones(len(table), dtype=bool)
-    for column in run_columns(table, without=()):
-        mask &= (table[column].isna() if values.get(column) is None else table[column] == values[column]).to_numpy()
-    return table[mask]
-
-
 def rewinding_display(rewinding: pd.DataFrame, digits: int = 3) -> list[pd.DataFrame]:
     """:func:`rewinding_grid`'s holdout accuracies for the page: one table per run (in order,
     named by its degree and seed), a row per ``L`` rewound and a column per epoch rewound to."""
@@ -173,101 +152,3 @@ def rewinding_verdicts(differences: pd.DataFrame) -> pd.DataFrame:
         rows.append({"corruption_degree": degree, "layers_rewound": depth, "reference": reference, **{w: len(e) for w, e in by_sign.items()},
                      "epochs": len(part), **{f"epochs {w}": e for w, e in by_sign.items()}})
     return pd.DataFrame(rows)
-
-
-RELABEL_METHODS = ("masc_corrupted", "masc_crossfit")
-"""The relabellings :func:`recovery_table` retrains with: the paper's (in-sample MASC) and its
-out-of-fold variant (chapter 06)."""
-
-
-def recovery_table(run_: Run, rewinding: pd.DataFrame, relabel_methods=RELABEL_METHODS, **relabel_settings) -> pd.DataFrame:
-    """Ways of recovering generalization from a memorized run, each chosen on the validation part
-    of the test set and scored on the holdout part (chapter 05's split).
-
-    Rows: the memorized network; the network stopped early (its best validation epoch); the best
-    rewinding of ``rewinding`` (:func:`rewinding_table` of this run: the epoch and ``L`` with the
-    highest validation accuracy); MASC on corrupted labels at its validated best layer (chapter
-    05); and relabel + retrain by each of ``relabel_methods``
-    (:func:`memnotebooks.relabel.relabel_table` with ``relabel_settings``, chapter 06).
-
-    Returns
-    -------
-    DataFrame
-        Index ``recovery`` (``memorized``, ``stopped early``, ``rewound``, ``MASC``,
-        ``retrained, <method>``); columns ``choice`` (what was chosen on the validation part: the
-        epoch, ``L`` and epoch, the layer, or the layer the labels came from and the fine-tuning
-        epoch kept), ``holdout accuracy``, ``corruption_degree``, ``seed`` and ``hits`` (which
-        holdout images each row predicts right, packed: :func:`memnotebooks.uncertainty.pack_hits`;
-        a relabelling row has them when :func:`memnotebooks.relabel.relabel_table` gives them,
-        else none). Every choice reads the *true* labels of the validation part.
-        :func:`recovery_differences` compares the rows, :func:`recovery_display` shows them.
-    """
-    history = run_.history
-    early = early_stopped(history)
-    partial = rewinding[rewinding.layers_rewound < len(weight_layers(run_.model))]
-    best = partial.loc[partial.test_validation_accuracy.idxmax()]
-    masc = best_layer_scores(layerwise_evaluation(run_, fit_labels="corrupted"))
-    masc = masc[(masc.probe == "masc") & (masc.selection == "validated")].iloc[0]
-    y_test = run_.dataset.y_test.numpy()
-    holdout = ~validation_split(y_test)
-    right = run_.test_predictions == y_test
-
-    def network(epoch) -> str:
-        return pack_hits(right[int(epoch)][holdout])
-
-    rows = [
-        ("memorized", f"epoch {int(history.epoch.iloc[-1])}", history.test_holdout_accuracy.iloc[-1], network(history.epoch.iloc[-1])),
-        ("stopped early", f"epoch {int(early.epoch)}", early.test_holdout_accuracy, network(early.epoch)),
-        ("rewound", f"L = {int(best.layers_rewound)}, epoch {int(best.epoch)}", best.test_holdout_accuracy, best.get("hits")),
-        ("MASC", f"layer {masc.layer}", masc.accuracy, masc.get("hits")),
-    ]
-    if relabel_methods:
-        for row in relabel_table(run_, list(relabel_methods), **relabel_settings).to_dict("records"):
-            hits = row.get("hits_after", row.get("hits"))
-            rows.append((f"retrained, {row['method']}", f"{row['layer']}, epoch {int(row['best_epoch'])}", row["accuracy_after"], hits))
-    table = pd.DataFrame(rows, columns=["recovery", "choice", "holdout accuracy", "hits"]).set_index("recovery")
-    table = table.assign(corruption_degree=run_.config.corruption_degree, seed=run_.config.seed)[["choice", "holdout accuracy", "corruption_degree", "seed", "hits"]]
-    return table.assign(**{"holdout accuracy": table["holdout accuracy"].astype(float).round(3)})
-
-
-def recovery_grid(runs, rewinding: pd.DataFrame, relabel_methods=RELABEL_METHODS, **relabel_settings) -> pd.DataFrame:
-    """:func:`recovery_table` of several runs, each with its own rows of ``rewinding``
-    (:func:`rewinding_grid`), stacked under an index level ``run`` (``"p = 0.8, seed 0"``)."""
-    tables = {f"p = {r.config.corruption_degree}, seed {r.config.seed}": recovery_table(r, _rows_of(rewinding, r), relabel_methods, **relabel_settings) for r in runs}
-    return pd.concat(tables, names=["run"])
-
-
-RECOVERY_NAMES = {
-    "memorized": "memorized network",
-    "stopped early": "network stopped early",
-    "rewound": "best rewinding",
-    "MASC": "MASC at its best layer",
-}
-"""The rows of :func:`recovery_table` in words (relabellings: :func:`recovery_name`)."""
-
-
-def recovery_name(recovery: str) -> str:
-    """A row of :func:`recovery_table` in words: ``"retrained, masc_crossfit"`` is
-    ``"retrained on out-of-fold MASC labels"``; another relabelling is ``"retrained, "`` and its
-    name in :data:`memnotebooks.relabel.METHOD_NAMES` (``"retrained, true labels"``)."""
-    if recovery.startswith("retrained, "):
-        method = recovery.removeprefix("retrained, ")
-        own = {"masc_corrupted": "in-sample MASC labels", "masc_crossfit": "out-of-fold MASC labels"}
-        return f"retrained on {own[method]}" if method in own else f"retrained, {METHOD_NAMES.get(method, method)}"
-    return RECOVERY_NAMES.get(recovery, recovery)
-
-
-def recovery_display(recoveries: pd.DataFrame) -> pd.DataFrame:
-    """:func:`recovery_table` of several runs (stacked, e.g. ``pd.concat`` keyed by run) for the
-    page: the rows in words, the choice and the holdout accuracy."""
-    return recoveries[["choice", "holdout accuracy"]].rename(index=recovery_name, level=-1)
-
-
-def recovery_differences(recoveries: pd.DataFrame, reference: str = "stopped early") -> pd.DataFrame:
-    """Each row of stacked :func:`recovery_table` s minus ``reference``, per degree, with its
-    paired interval over holdout images and seeds (:func:`memnotebooks.tables.paired_differences`,
-    column ``recovery``). Rows without per-image hits are left out (they get no verdict)."""
-    table = recoveries.reset_index(level="recovery")
-    with_hits = table[table.hits.notna()]
-    others = [r for r in dict.fromkeys(with_hits.recovery) if r != reference]
-    return paired_differences(with_hits, reference, others, column="recovery")

@@ -75,6 +75,7 @@ __all__ = [
     "padded_history",
     "read_run",
     "run",
+    "rows_of",
     "run_columns",
     "run_grid",
     "run_path",
@@ -705,6 +706,15 @@ def run_columns(table: pd.DataFrame, without=("seed",)) -> list[str]:
     table set it, so group with ``dropna=False``.
     """
     return [name for name in RunConfig.__dataclass_fields__ if name in table.columns and name not in (*without, "checkpoint_epochs")]
+
+
+def rows_of(table: pd.DataFrame, run_: Run) -> pd.DataFrame:
+    """The rows of a table of several runs (their configuration columns,
+    :func:`config_columns`) that are ``run_``'s: every identifying field, the seed included."""
+    values, mask = config_columns(run_), np.ones(len(table), dtype=bool)
+    for column in run_columns(table, without=()):
+        mask &= (table[column].isna() if values.get(column) is None else table[column] == values[column]).to_numpy()
+    return table[mask]
 
 
 def summary_table(runs, at: str = "final") -> pd.DataFrame:

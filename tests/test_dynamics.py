@@ -223,3 +223,19 @@ def test_width_trend_reads_the_signs_of_every_step():
     assert dynamics.width_trend(steps, "final") == "rises with width at some steps and is level at others"
     assert dynamics.width_trend(steps, "stopped early") == "is not monotone in width"
     assert dynamics.width_trend(steps.assign(sign=-1), "final") == "falls with width"
+
+
+def test_velpic_over_training_beside_masc(memorized):
+    table = dynamics.decoding_over_epochs([memorized], epochs=[0, 5], probes=("masc", "velpic"))
+    assert set(table.decoder) == {"network", "MASC", "VeLPIC"}
+    alone = dynamics.decoding_over_epochs([memorized], epochs=[0, 5])
+    masc = lambda t: t[t.decoder != "VeLPIC"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(masc(table), masc(alone))  # MASC's rows do not change with VeLPIC beside them
+    velpic = table[(table.decoder == "VeLPIC") & (table.selection == "test-selected")].set_index("epoch").accuracy
+    layerwise = decoding.layerwise_evaluation(memorized, probes=("velpic",), fit_labels="corrupted", epoch=5)
+    assert velpic[5] == layerwise[layerwise.split == "test"].accuracy.max()
+    compared = dynamics.decoding_comparisons(table).loc[0.6]
+    assert compared.masc_epoch == dynamics.decoding_comparisons(alone).loc[0.6].masc_epoch
+    assert compared.above + compared.below + compared.level == 2  # MASC against the network only
+    peak = dynamics.decoding_peaks(table).loc[(0.6, "VeLPIC")]
+    assert compared.velpic_epoch == peak["peak", "epoch"] and compared.velpic_over_masc.n_images == 360

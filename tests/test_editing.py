@@ -214,3 +214,46 @@ def test_a_model_whose_last_layer_is_not_linear():
         editing.last_hidden_layer(_ConvolutionalHead(flatten=False))
     with pytest.raises(ValueError, match="The last layer of _ConvolutionalHead is not a module but call_method flatten"):
         editing.last_hidden_layer(_ConvolutionalHead(flatten=True))
+
+
+def test_edit_agreement_says_the_edited_network_is_the_readout(mlp_run, cnn_run):
+    for run_ in (mlp_run, cnn_run):
+        table = editing.edit_agreement(run_, readouts=["velpic", "nearest_mean"])
+        assert table.readout.tolist() == ["velpic", "nearest_mean"] and (table.epoch == final_epoch(run_)).all()
+        assert (table.same == 1).all() and (table.largest_gap < 1e-3).all() and (table.n_points == len(run_.dataset.y_test)).all()
+    early = editing.edit_agreement(mlp_run, readouts=["velpic"], epoch=2)
+    assert early.epoch.tolist() == [2]
+    with pytest.raises(ValueError, match="never checkpointed"):
+        editing.edit_agreement(mlp_run, epoch=3)
+
+
+def test_grids_and_rememorization(mlp_run):
+    assert editing.editing_grid([mlp_run], readouts=["velpic"], epochs=[2]).equals(editing.editing_table(mlp_run, readouts=["velpic"], epochs=[2]))
+    table = editing.edit_training_grid([mlp_run], "velpic", [2, 5, 99], epochs=2)  # 99: not a checkpoint of this run, skipped
+    assert set(table.edit_epoch) == {2, 5}
+    with pytest.raises(ValueError, match="None of the edit epochs"):
+        editing.edit_training_grid([mlp_run], "velpic", [99])
+    summary = editing.rememorization(table, level=0.0001)
+    assert len(summary) == 4 and set(summary.readout) == {"velpic", "unedited"}
+    one = table[(table.readout == "velpic") & (table.edit_epoch == 2)].set_index("epoch")
+    row = summary[(summary.readout == "velpic") & (summary.edit_epoch == 2)].iloc[0]
+    assert row.holdout_at_edit == one.test_holdout_accuracy[0] and row.holdout_last == one.test_holdout_accuracy.iloc[-1]
+    assert row.corrupted_at_edit == one.corrupted_accuracy_given[0] and row.epochs == one.index.max()
+    reached = one.index[one.corrupted_accuracy_given >= 0.0001]
+    assert (np.isnan(row.epochs_to_level) and not len(reached)) or row.epochs_to_level == reached[0]
+    assert np.isnan(editing.rememorization(table, level=1.0).query("corrupted_last < 1").epochs_to_level).all()
+    with pytest.raises(ValueError, match="level must be in"):
+        editing.rememorization(table, level=1.5)
+
+
+def test_edit_differences_pair_each_edit_with_the_unedited_network_at_the_same_epoch(mlp_run):
+    table = editing.editing_table(mlp_run, readouts=["velpic", "nearest_mean"])
+    last = editing.edit_differences(table).set_index("readout")
+    assert list(last.index) == ["velpic", "nearest_mean"]
+    holdout = table[(table.split == "test_holdout") & (table.epoch == final_epoch(mlp_run))].set_index("readout").accuracy
+    assert last.loc["velpic", "difference"] == pytest.approx(holdout["velpic"] - holdout["unedited"], abs=1e-6)
+    first = editing.edit_differences(table, epoch="first").set_index("readout")
+    at_zero = table[(table.split == "test_holdout") & (table.epoch == 0)].set_index("readout").accuracy
+    assert first.loc["velpic", "difference"] == pytest.approx(at_zero["velpic"] - at_zero["unedited"], abs=1e-6)
+    with pytest.raises(ValueError, match="'last' or 'first'"):
+        editing.edit_differences(table, epoch="middle")

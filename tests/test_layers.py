@@ -14,8 +14,8 @@ LAYERS = {
     "arrays": ["masc", "velpic", "probes", "subspaces", "manifolds", "activations"],
     "training": ["training", "gradients", "stacked"],
     "runs": ["runs"],
-    "analyses": ["tables", "decoding", "baselines", "layer_geometry", "layer_manifolds", "relabel", "dynamics", "rewinding", "editing"],
-    "outputs": ["report", "sweep", "book", "plotting"],
+    "analyses": ["tables", "decoding", "baselines", "layer_geometry", "layer_manifolds", "relabel", "dynamics", "rewinding", "editing", "recovery"],
+    "outputs": ["report", "sweep", "book", "plotting", "holds"],
 }
 """Every module of the package, by layer, bottom-up. Within a layer a module may import another
 of the same layer (DESIGN's "only from layers below" would forbid relabel's use of decoding);

@@ -82,47 +82,6 @@ def test_rewinding_differences(rewound):
     assert verdicts.loc[(0.6, 4, "checkpoint"), "epochs level"] == sorted(row.epoch[row.sign == 0].tolist())
 
 
-def test_recovery_table(memorized):
-    rewound = rewinding.rewinding_table(memorized, depths=[0, 2])
-    table = rewinding.recovery_table(memorized, rewound, relabel_methods=["masc_corrupted"], max_epochs=2)
-    assert list(table.index) == ["memorized", "stopped early", "rewound", "MASC", "retrained, masc_corrupted"]
-    history = memorized.history
-    assert table.loc["memorized", "holdout accuracy"] == round(history.test_holdout_accuracy.iloc[-1], 3)
-    best = rewound.loc[rewound.test_validation_accuracy.idxmax()]
-    assert table.loc["rewound", "choice"] == f"L = {best.layers_rewound}, epoch {best.epoch}"
-    assert table.loc["rewound", "holdout accuracy"] == round(best.test_holdout_accuracy, 3)
-    # Rewinding every layer is the checkpoint itself (an early stop), so it is not a rewinding.
-    full = rewinding.rewinding_table(memorized, depths=[5])
-    assert rewinding.recovery_table(memorized, pd.concat([rewound, full]), relabel_methods=[]).loc["rewound", "choice"] == table.loc["rewound", "choice"]
-    # Stopping early keeps the epoch of the best validation accuracy and scores it on the holdout part.
-    early = int(table.loc["stopped early", "choice"].removeprefix("epoch "))
-    by_epoch = history.set_index("epoch")
-    assert by_epoch.test_validation_accuracy[early] == history.test_validation_accuracy.max()
-    assert table.loc["stopped early", "holdout accuracy"] == round(by_epoch.test_holdout_accuracy[early], 3)
-
-
-def test_recovery_rows_carry_hits_and_are_compared_with_stopping_early(memorized, rewound):
-    table = rewinding.recovery_table(memorized, rewound, relabel_methods=[])
-    assert list(table.index) == ["memorized", "stopped early", "rewound", "MASC"] and table.hits.notna().all()
-    assert (table.corruption_degree == 0.6).all() and (table.seed == 0).all()
-    assert np.allclose(table.hits.map(lambda h: unpack_hits(h).mean()), table["holdout accuracy"], atol=5e-4)
-    early = int(table.loc["stopped early", "choice"].removeprefix("epoch "))
-    np.testing.assert_array_equal(unpack_hits(table.loc["stopped early", "hits"]), holdout_hits(memorized, early))
-    stacked = pd.concat({"p = 0.6, seed 0": table}, names=["run"])
-    differences = rewinding.recovery_differences(stacked).set_index("recovery")
-    assert list(differences.index) == ["memorized", "rewound", "MASC"]
-    accuracy = table.hits.map(lambda h: unpack_hits(h).mean())
-    assert differences.loc["memorized", "difference"] == pytest.approx(accuracy["memorized"] - accuracy["stopped early"])
-    # A row without hits (a relabelling whose table has none) gets no verdict.
-    stacked.loc[("p = 0.6, seed 0", "MASC"), "hits"] = None
-    assert "MASC" not in set(rewinding.recovery_differences(stacked).recovery)
-    shown = rewinding.recovery_display(stacked)
-    assert list(shown.columns) == ["choice", "holdout accuracy"]
-    assert list(shown.index.get_level_values(-1)) == ["memorized network", "network stopped early", "best rewinding", "MASC at its best layer"]
-    assert rewinding.recovery_name("retrained, masc_crossfit") == "retrained on out-of-fold MASC labels"
-    assert rewinding.recovery_name("retrained, true_labels") == "retrained, true labels" and rewinding.recovery_name("retrained, novel") == "retrained, novel"
-
-
 def test_rewinding_grid_rewinds_each_run_to_its_checkpoints_before_the_end(memorized, short):
     # short ends at epoch 3, its last checkpoint: that one is the memorized network itself, and left out.
     table = rewinding.rewinding_grid([short, memorized], depths=[0, 1, 5])
@@ -135,11 +94,3 @@ def test_rewinding_grid_rewinds_each_run_to_its_checkpoints_before_the_end(memor
     shown = rewinding.rewinding_display(table)
     assert [t.index.name for t in shown] == ["p = 0.6, seed 0: L rewound"] * 2 and shown[0].columns.tolist() == [0, 1]
     assert shown[0].index.tolist() == [0, 1, 5] and shown[0].loc[1, 1] == round(first.set_index(["epoch", "layers_rewound"]).test_holdout_accuracy[1, 1], 3)
-
-
-def test_recovery_grid_gives_each_run_its_own_rewindings(memorized, short):
-    rewound = rewinding.rewinding_grid([short, memorized], epochs=[0], depths=[0, 1, 5])
-    table = rewinding.recovery_grid([memorized], rewound, relabel_methods=())
-    assert table.index.names == ["run", "recovery"] and set(table.index.get_level_values("run")) == {"p = 0.6, seed 0"}
-    own = rewinding.rewinding_table(memorized, epochs=[0], depths=[0, 1, 5])  # not short's, of the same degree and seed
-    pd.testing.assert_frame_equal(table.loc["p = 0.6, seed 0"], rewinding.recovery_table(memorized, own, relabel_methods=()))

@@ -230,3 +230,17 @@ def test_a_probe_by_name_decoded_layer_by_layer(memorized, hidden):
     test = table[(table.split == "test") & (table.fit_labels == "corrupted")].set_index(["probe", "layer"]).accuracy
     assert test["velpic", "fc1"] == pytest.approx(VeLPIC().fit(X_fit, y_fit).score(X_eval, y_eval))
     assert table.accuracy.notna().all()
+
+
+def test_rule_checks_of_a_run_agree_with_the_probes_fitted_here(memorized, hidden):
+    from memnotebooks import decoding
+
+    table = decoding.rule_checks(memorized, layers=["input", "fc1", "fc4"]).set_index("layer")
+    assert list(table.index) == ["input", "fc1", "fc4"] and (table.n_points == len(memorized.dataset.y_test)).all()
+    assert (table.quadratic_same == 1).all() and (table.quadratic_gap < 1e-4).all()
+    # ReLU layers are never negative: no negative projection, so VeLPIC is MASC with one component.
+    assert (table.loc[["fc1", "fc4"], ["negative_features", "negative_projections", "sign_differs"]] == 0).all().all()
+    assert table.loc["input", "negative_features"] > 0  # normalized pixels lie in [-1, 1]
+    X, y, X_test, y_test = hidden["fc1"]
+    assert table.loc["fc1", "velpic_accuracy"] == pytest.approx((VeLPIC().fit(X, y).predict(X_test) == y_test).mean())
+    assert table.loc["fc1", "masc_one_accuracy"] == pytest.approx((MASC(max_components=1).fit(X, y).predict(X_test) == y_test).mean())
