@@ -74,6 +74,7 @@ __all__ = [
     "last_hidden_layer",
     "rememorization",
     "run_readout",
+    "scored_at",
 ]
 
 
@@ -489,19 +490,24 @@ def editing_grid(runs, readouts=tuple(READOUTS), epochs=None) -> pd.DataFrame:
     return pd.concat([editing_table(r, readouts, epochs) for r in runs], ignore_index=True)
 
 
-def edit_differences(table: pd.DataFrame, epoch: str = "last") -> pd.DataFrame:
-    """Each edited network minus the unedited one at the same epoch, on the holdout part, per
-    degree, with its paired interval over holdout images and seeds
-    (:func:`memnotebooks.tables.paired_differences`, column ``readout``).
-
-    ``table`` is :func:`editing_table` or :func:`editing_grid` output; ``epoch`` is ``"last"``
-    (each run's final epoch) or ``"first"`` (each run's first scored epoch).
-    """
+def scored_at(table: pd.DataFrame, epoch: str = "last", split: str = "test_holdout") -> pd.DataFrame:
+    """The rows of :func:`editing_table` (or :func:`editing_grid`) output scored on ``split`` at
+    each run's ``"last"`` epoch (its final network) or ``"first"`` one."""
     if epoch not in ("last", "first"):
         raise ValueError(f"epoch must be 'last' or 'first'; got {epoch!r}.")
-    holdout = table[table.split == "test_holdout"]
-    runs_ = holdout.groupby([c for c in holdout.columns if c not in ("epoch", "readout", "layer", "split", "accuracy", "n_points", "hits")], dropna=False).epoch
-    at = holdout[holdout.epoch == (runs_.transform("max") if epoch == "last" else runs_.transform("min"))]
+    if split not in EDIT_SPLITS:
+        raise ValueError(f"split must be one of {', '.join(EDIT_SPLITS)}; got {split!r}.")
+    part = table[table.split == split]
+    per_run = part.groupby([c for c in part.columns if c not in ("epoch", "readout", "layer", "split", "accuracy", "n_points", "hits")], dropna=False).epoch
+    return part[part.epoch == per_run.transform("max" if epoch == "last" else "min")]
+
+
+def edit_differences(table: pd.DataFrame, epoch: str = "last") -> pd.DataFrame:
+    """Each edited network minus the unedited one at the same epoch (:func:`scored_at`: each
+    run's ``"last"`` or ``"first"``), on the holdout part, per degree, with its paired interval
+    over holdout images and seeds (:func:`memnotebooks.tables.paired_differences`, column
+    ``readout``). ``table`` is :func:`editing_table` or :func:`editing_grid` output."""
+    at = scored_at(table, epoch)
     others = [r for r in dict.fromkeys(at.readout) if r != UNEDITED]
     return paired_differences(at, UNEDITED, others, column="readout")
 

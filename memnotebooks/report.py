@@ -19,6 +19,7 @@ import shlex
 import shutil
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ import pandas as pd
 
 from . import prose
 from .decoding import best_layer_scores, layerwise_evaluation
+from .editing import READOUTS, edit_agreement, editing_grid
 from .paper import MEASURES, PAPER_SEEDS, paper_table
 from .runs import Run, RunConfig, check_one_setting, config_columns, run
 from .store import CACHE_VERSION, StaleArtifactError, atomic_write, git_commit
@@ -54,6 +56,7 @@ __all__ = [
     "selection_agreement",
     "selection_words",
     "tolerance_crossings",
+    "load_editing_report",
     "load_report",
     "load_reports",
     "load_runs",
@@ -65,6 +68,7 @@ __all__ = [
     "provenance_tables",
     "side_by_side",
     "trained_runs",
+    "write_editing_report",
     "write_report",
 ]
 
@@ -186,6 +190,43 @@ def write_report(folder: str | os.PathLike, runs_, command: str, **extra) -> Pat
     if folder.exists():
         shutil.rmtree(folder)  # a report is rewritten whole
     return atomic_write(folder, write)
+
+
+def write_editing_report(folder: str | os.PathLike, runs_, command: str, readouts=tuple(READOUTS), **extra) -> Path:
+    """Write the weight edits of ``runs_`` into ``folder``, all at once: ``editing.csv``
+    (:func:`memnotebooks.editing.editing_grid`: every checkpoint and final network edited with
+    each readout, scored on the test set's validation and holdout parts, with each image's hit),
+    ``agreement.csv`` (:func:`memnotebooks.editing.edit_agreement` of each run's final network)
+    and ``provenance.json`` (:func:`provenance`, with the editing code's wall time)."""
+    start = time.perf_counter()
+    table = editing_grid(runs_, readouts=tuple(readouts))
+    agreement = pd.concat([edit_agreement(r, readouts=tuple(readouts)) for r in runs_], ignore_index=True)
+    record = provenance(runs_, command, readouts=list(readouts), editing_seconds=round(time.perf_counter() - start, 1), **extra)
+
+    def write(tmp: Path) -> None:
+        tmp.mkdir()
+        table.to_csv(tmp / "editing.csv", index=False)
+        agreement.to_csv(tmp / "agreement.csv", index=False)
+        (tmp / "provenance.json").write_text(json.dumps(record, indent=2))
+
+    folder = Path(folder)
+    if folder.exists():
+        shutil.rmtree(folder)  # rewritten whole
+    return atomic_write(folder, write)
+
+
+def load_editing_report(folder: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """A folder written by :func:`write_editing_report`: the editing table, the agreement table
+    and the provenance (the same checks of layout as :func:`load_report`)."""
+    folder = Path(folder)
+    if not (folder / "editing.csv").is_file() or not (folder / "provenance.json").is_file():
+        raise FileNotFoundError(f"No editing report in {folder} (editing.csv and provenance.json): write one with python -m memnotebooks.report CACHE --editing ...")
+    record = json.loads((folder / "provenance.json").read_text())
+    if record.get("report_version") != REPORT_VERSION:
+        raise StaleArtifactError(f"The editing report in {folder} was written in report layout {record.get('report_version')}, this code reads layout {REPORT_VERSION}: rerun its command ({record.get('command')}).")
+    table = pd.read_csv(folder / "editing.csv", keep_default_na=False, na_values=[""])
+    table[["hits", "layer"]] = table[["hits", "layer"]].fillna("")  # empty cells (not scored; no layer: unedited) read back as NaN
+    return table, pd.read_csv(folder / "agreement.csv"), record
 
 
 def load_report(folder: str | os.PathLike, sweep: str | None = None) -> tuple[pd.DataFrame, dict]:
@@ -758,6 +799,8 @@ def main(argv=None) -> None:
     parser.add_argument("--data-root", default=None, help="dataset folder (default $MEMNOTEBOOKS_DATA)")
     parser.add_argument("--device", default="cpu", help="where the runs' activations and MASC are computed (default cpu)")
     parser.add_argument("--note", default=None, help="free text kept in provenance.json (e.g. how the runs were launched)")
+    parser.add_argument("--editing", nargs="+", default=None, metavar="READOUT", choices=list(READOUTS),
+                        help=f"write the runs' weight edits with these readouts ({', '.join(READOUTS)}) instead of the comparison with the paper")
     args = parser.parse_args(argv)
     sweep_dir = Path(args.sweep_dir)
     artifacts = sweep_dir / "artifacts" if (sweep_dir / "artifacts").is_dir() else sweep_dir
@@ -773,6 +816,11 @@ def main(argv=None) -> None:
         note_at = next(i for i, word in enumerate(typed) if word == "--note" or word.startswith("--note="))
         typed[note_at : note_at + (1 if "=" in typed[note_at] else 2)] = ["--note", "NOTE"]
     command = "python -m memnotebooks.report " + shlex.join(typed)
+    if args.editing:
+        folder = write_editing_report(args.output or sweep_dir / "editing", runs_, command, args.editing, **extra)
+        print(load_editing_report(folder)[1].to_string(index=False))
+        print(f"editing report: {folder}")
+        return
     folder = write_report(args.output or sweep_dir / "report", runs_, command, **extra)
     print(load_report(folder)[0].to_string(index=False))
     print(f"report: {folder}")

@@ -796,12 +796,14 @@ def main(argv=None) -> None:
     parser.add_argument("--subset", type=int, default=None, help="stratified training subset (default: all)")
     parser.add_argument("--test-subset", type=int, default=None, help="stratified test subset (default: all)")
     parser.add_argument("--max-epochs", type=int, default=500)
+    parser.add_argument("--checkpoint-epochs", type=int, nargs="*", default=[], help="epochs whose weights each run keeps (rewinding, editing)")
     parser.add_argument("--data-root", default=None, help="dataset folder (default $MEMNOTEBOOKS_DATA)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     try:
-        config = RunConfig(dataset=args.dataset, model=args.model, subset=args.subset, test_subset=args.test_subset, max_epochs=args.max_epochs)
+        config = RunConfig(dataset=args.dataset, model=args.model, subset=args.subset, test_subset=args.test_subset, max_epochs=args.max_epochs,
+                           checkpoint_epochs=tuple(args.checkpoint_epochs))
     except (TypeError, ValueError) as error:
         parser.error(str(error))
     start = time.perf_counter()

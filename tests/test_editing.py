@@ -257,3 +257,11 @@ def test_edit_differences_pair_each_edit_with_the_unedited_network_at_the_same_e
     assert first.loc["velpic", "difference"] == pytest.approx(at_zero["velpic"] - at_zero["unedited"], abs=1e-6)
     with pytest.raises(ValueError, match="'last' or 'first'"):
         editing.edit_differences(table, epoch="middle")
+
+
+def test_scored_at_keeps_each_runs_last_or_first_epoch(mlp_run):
+    table = editing.editing_table(mlp_run, readouts=["velpic"])
+    assert set(editing.scored_at(table).epoch) == {final_epoch(mlp_run)} and set(editing.scored_at(table, "first").epoch) == {0}
+    assert set(editing.scored_at(table, split="test_validation").split) == {"test_validation"}
+    with pytest.raises(ValueError, match="split must be one of"):
+        editing.scored_at(table, split="train")

@@ -248,3 +248,23 @@ def test_devices_and_provenance_in_words():
     assert report.correct_label_share(0.2, "fashion_mnist") == pytest.approx(0.82) and report.correct_label_share(0.5, "cifar100") == pytest.approx(0.505)
     fall = report.network_follows_degree(table).iloc[0]
     assert fall["labels"] == pytest.approx(54.0) and fall.ours == pytest.approx(49.0) and fall.paper == pytest.approx(52.0)
+
+
+def test_editing_report_round_trip(memorized, tmp_path, capsys):
+    from memnotebooks import editing
+
+    folder = report.write_editing_report(tmp_path / "edits", [memorized], "a command", readouts=["velpic", "dfr"], note="one run")
+    table, agreement, record = report.load_editing_report(folder)
+    expected = editing.editing_grid([memorized], readouts=["velpic", "dfr"])
+    pd.testing.assert_frame_equal(table[expected.columns].reset_index(drop=True), expected, check_dtype=False)
+    assert agreement.readout.tolist() == ["velpic", "dfr"] and (agreement.same == 1).all()
+    assert record["command"] == "a command" and record["readouts"] == ["velpic", "dfr"] and record["note"] == "one run" and record["editing_seconds"] >= 0
+    assert [r["key"] for r in record["runs"]] == [memorized.path.name]
+    # The editing table reads back ready for the comparisons (hits of the DFR rows not scored on validation stay empty).
+    assert editing.edit_differences(table).readout.tolist() == ["velpic", "dfr"]
+    with pytest.raises(FileNotFoundError, match="No editing report"):
+        report.load_editing_report(tmp_path / "none")
+    report.main([str(memorized.path.parent), "--editing", "velpic", "--output", str(tmp_path / "cli")])
+    assert "editing report: " in capsys.readouterr().out and report.load_editing_report(tmp_path / "cli")[2]["readouts"] == ["velpic"]
+    with pytest.raises(SystemExit):
+        report.main([str(memorized.path.parent), "--editing", "masc"])
