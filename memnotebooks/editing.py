@@ -36,12 +36,14 @@ A bias-free last layer (the CNN's) that gets a readout with a bias (``nearest_me
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 
 from .activations import extract_activations
@@ -127,8 +129,8 @@ class ReadoutEntry:
 READOUTS = {
     "velpic": ReadoutEntry("velpic", "VeLPIC", "train", _velpic_map),
     "nearest_mean": ReadoutEntry("nearest_mean", "nearest class mean", "train", _nearest_mean_map),
-    "logistic": ReadoutEntry("logistic", "last-layer retraining (logistic regression)", "train", _logistic_map),
-    "dfr": ReadoutEntry("logistic", "deep feature reweighting (validation labels)", "validation", _logistic_map),
+    "logistic": ReadoutEntry("logistic", "logistic regression", "train", _logistic_map),
+    "dfr": ReadoutEntry("logistic", "DFR (clean validation labels)", "validation", _logistic_map),
 }
 """The linear readouts by name; adding one is one entry here."""
 
@@ -223,7 +225,11 @@ def fit_readout(readout: str, X, y, n_classes: int | None = None) -> LinearReado
     missing = sorted(set(range(n_classes)) - set(y.tolist()))
     if missing:
         raise ValueError(f"Readout {readout!r} cannot be fitted: no {entry.fitted_on} point is labelled {missing} of the {n_classes} classes.")
-    estimator = fit_probe(entry.probe, X, y)
+    with warnings.catch_warnings():
+        # lbfgs may stop at the probe's max_iter on wide layers: the map it reached is the readout
+        # that is written and scored (a weaker readout, not a wrong edit), so the page is not flooded.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        estimator = fit_probe(entry.probe, X, y)
     if not np.array_equal(estimator.classes_, np.arange(n_classes)):
         raise ValueError(f"Readout {readout!r} needs labels 0, ..., {n_classes - 1}; got classes {estimator.classes_.tolist()}.")
     weight, bias = entry.linear_map(estimator)
@@ -658,7 +664,7 @@ def rememorization(table: pd.DataFrame, level: float = 0.5) -> pd.DataFrame:
         raise ValueError(f"level must be in (0, 1]; got {level}.")
     keys = [c for c in table.columns if c not in _HISTORY_COLUMNS]
     rows = []
-    for key, part in table.sort_values("epoch").groupby(keys, sort=False, dropna=False):
+    for key, part in table.sort_values("epoch", kind="stable").groupby(keys, sort=False, dropna=False):
         part = part.set_index("epoch")
         fitted = part.corrupted_accuracy_given
         reached = fitted.index[fitted >= level]
@@ -675,4 +681,5 @@ def rememorization(table: pd.DataFrame, level: float = 0.5) -> pd.DataFrame:
             "epochs": int(part.index.max()),
             "level": level,
         })
-    return pd.DataFrame(rows)
+    # In reading order: by run, edit epoch, then the edited continuation before the unedited one.
+    return pd.DataFrame(rows).assign(unedited=lambda t: t.readout == UNEDITED).sort_values([*(k for k in ("corruption_degree", "seed") if k in keys), "edit_epoch", "unedited"], kind="stable").drop(columns="unedited").reset_index(drop=True)
