@@ -330,6 +330,11 @@ def _vs(name_a: str, a: float, name_b: str, b: float, d) -> str:
     return f"{name_a} {accuracy(a)} vs {name_b} {accuracy(b)} ({difference_text(d)})"
 
 
+def _every(sign: int, words: str) -> str:
+    """``"longer in every seed"`` where :func:`memnotebooks.dynamics.apart` gave +1, else ``"not longer in every seed"``."""
+    return f"{words} in every seed" if sign == 1 else f"not {words} in every seed"
+
+
 def _noisy(degrees) -> list[float]:
     return [p for p in sorted(degrees) if p > 0]
 
@@ -437,7 +442,9 @@ def _clean_first(context: Context) -> Finding:
     learning = context.result("08 learning", lambda: dynamics.learning_table(grid))
     medians = learning[learning.learned_epoch >= 0].groupby(["corruption_degree", "examples", "seed"]).learned_epoch.median()
     signs = {p: dynamics.apart(medians[p, "corrupted"], medians[p, "clean"]) for p in degrees}
-    number_ = "median epoch learned, " + "; ".join(f"{_degree(p)}: clean {mean_std(medians[p, 'clean'], 1)} vs corrupted {mean_std(medians[p, 'corrupted'], 1)}" for p in degrees)
+    number_ = "median epoch learned, " + "; ".join(
+        f"{_degree(p)}: clean {mean_std(medians[p, 'clean'], 1)} vs corrupted {mean_std(medians[p, 'corrupted'], 1)} ({_every(signs[p], 'corrupted later')})" for p in degrees
+    )
     return Finding(verdict(signs.values()), number_ + f" ({len(learning.seed.unique())} seeds)")
 
 
@@ -459,8 +466,9 @@ def _real_before_noise(context: Context) -> Finding:
     real = fit[dynamics.setting_label(config)]
     names = [dynamics.setting_label(config.replace(corruption_degree=1.0, corruption_mode=mode)) for mode in p["noise_modes"]]
     noise = {name: fit[name] for name in names}
-    number_ = f"epochs to fit: real data {mean_std(real, 1)}; " + "; ".join(f"{name.split(' (')[0]} {mean_std(epochs, 1)}" for name, epochs in noise.items())
-    return Finding(verdict(dynamics.apart(epochs, real) for epochs in noise.values()), number_ + f" ({len(p['seeds'])} seeds)")
+    signs = {name: dynamics.apart(epochs, real) for name, epochs in noise.items()}
+    number_ = f"epochs to fit: real data {mean_std(real, 1)}; " + "; ".join(f"{name.split(' (')[0]} {mean_std(epochs, 1)} ({_every(signs[name], 'longer')})" for name, epochs in noise.items())
+    return Finding(verdict(signs.values()), number_ + f" ({len(p['seeds'])} seeds)")
 
 
 def _dropout_slows_memorization(context: Context) -> Finding:
@@ -478,7 +486,7 @@ def _dropout_slows_memorization(context: Context) -> Finding:
     at = dynamics.settings_summary(runs_, noise=False, epoch=common)
     base = at.index[0]
     number_ = f"at epoch {common}, $p = {p['regularization_degree']:g}$: corrupted labels fitted {accuracy(at.loc[base, 'corrupted (given)'])} and clean {accuracy(at.loc[base, 'clean'])} without; " + "; ".join(
-        f"{name} {accuracy(at.loc[name, 'corrupted (given)'])} and {accuracy(at.loc[name, 'clean'])}" for name in dropouts
+        f"{name} {accuracy(at.loc[name, 'corrupted (given)'])} and {accuracy(at.loc[name, 'clean'])} ({_every(effects.slows[name], 'more off the corrupted')})" for name in dropouts
     )
     return Finding(verdict(effects.slows[dropouts]), number_ + f" ({len(p['seeds'])} seeds)")
 
