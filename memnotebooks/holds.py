@@ -38,10 +38,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import baselines, decoding, dynamics, editing, layer_manifolds, paper, recovery, relabel, report, rewinding, runs
+from . import baselines, decoding, dynamics, editing, layer_manifolds, models, paper, recovery, relabel, report, rewinding, runs
 from .probes import PROBE_NAMES
 from .book import check_parameters
-from .prose import accuracy, listing, mean_std, number, signed
+from .prose import NBSP, accuracy, listing, mean_std, number, signed
 from .tables import difference_text, paired_differences
 from .uncertainty import paired_bootstrap
 
@@ -54,6 +54,7 @@ __all__ = [
     "Finding",
     "PAPERS",
     "VERDICTS",
+    "VERDICT_COLOURS",
     "chapter_defaults",
     "chapter_headings",
     "claims_effects",
@@ -65,6 +66,7 @@ __all__ = [
     "slug",
     "verdict",
     "verdict_counts",
+    "verdict_plot",
     "verdict_summary",
 ]
 
@@ -326,8 +328,13 @@ def _degree(p) -> str:
     return f"$p = {p:g}$"
 
 
+def _difference(d) -> str:
+    """:func:`memnotebooks.tables.difference_text` with ordinary spaces, so that a narrow table cell can wrap it."""
+    return difference_text(d).replace(NBSP, " ")
+
+
 def _vs(name_a: str, a: float, name_b: str, b: float, d) -> str:
-    return f"{name_a} {accuracy(a)} vs {name_b} {accuracy(b)} ({difference_text(d)})"
+    return f"{name_a} {accuracy(a)} vs {name_b} {accuracy(b)} ({_difference(d)})"
 
 
 def _every(sign: int, words: str) -> str:
@@ -381,7 +388,7 @@ def _memorization(context: Context) -> Finding:
         fitted = summary[summary.corruption_degree == p]
         signs.append(d.sign if fitted.reached_target.all() else 0)  # a degree whose runs did not all fit is not memorized
         rows.append(dict(comparison=f"p = {p:g}", difference=d.estimate, low=d.low, high=d.high))
-        clauses.append(f"{_degree(p)}: {int(fitted.reached_target.sum())} of {len(fitted)} runs reach the training target; test {accuracy(hits[p].mean())} vs {accuracy(hits[0.0].mean())} at $p = 0$ ({difference_text(d)})")
+        clauses.append(f"{_degree(p)}: {int(fitted.reached_target.sum())} of {len(fitted)} runs reach the training target; test {accuracy(hits[p].mean())} vs {accuracy(hits[0.0].mean())} at $p = 0$ ({_difference(d)})")
     return Finding(verdict(signs, -1), "; ".join(clauses), _effects(rows, -1))
 
 
@@ -486,7 +493,7 @@ def _dropout_slows_memorization(context: Context) -> Finding:
     at = dynamics.settings_summary(runs_, noise=False, epoch=common)
     base = at.index[0]
     number_ = f"at epoch {common}, $p = {p['regularization_degree']:g}$: corrupted labels fitted {accuracy(at.loc[base, 'corrupted (given)'])} and clean {accuracy(at.loc[base, 'clean'])} without; " + "; ".join(
-        f"{name} {accuracy(at.loc[name, 'corrupted (given)'])} and {accuracy(at.loc[name, 'clean'])} ({_every(effects.slows[name], 'more off the corrupted')})" for name in dropouts
+        f"with {name}, {accuracy(at.loc[name, 'corrupted (given)'])} and {accuracy(at.loc[name, 'clean'])} ({_every(effects.slows[name], 'more off the corrupted')})" for name in dropouts
     )
     return Finding(verdict(effects.slows[dropouts]), number_ + f" ({len(p['seeds'])} seeds)")
 
@@ -521,13 +528,22 @@ def _rewinding_restores(context: Context) -> Finding:
     grid = _checkpointed_grid(context)
     if not _noisy(p["degrees"]) or not p["rewind_epochs"]:
         return _untested("chapter 9 rewinds to no epoch, or has no corrupted degree")
-    recoveries = context.result("09 recoveries", lambda: recovery.recovery_grid(grid, rewinding.rewinding_grid(grid, epochs=p["rewind_epochs"]), p["relabel_methods"]))
+    rewindings = context.result("09 rewindings", lambda: rewinding.rewinding_grid(grid, epochs=p["rewind_epochs"]))
+    recoveries = context.result("09 recoveries", lambda: recovery.recovery_grid(grid, rewindings, p["relabel_methods"]))
     against = recovery.recovery_differences(recoveries, "memorized")
+    verdicts = rewinding.rewinding_verdicts(rewinding.rewinding_differences(rewindings))
+    alone = verdicts[(verdicts.layers_rewound == 1) & (verdicts.reference == "memorized")].set_index("corruption_degree")  # the output layer alone
     rewound = against[against.recovery == "rewound"]
     table = recoveries.reset_index(level="recovery")
     mean = table.groupby(["recovery", "corruption_degree"])["holdout accuracy"].mean()
-    choice = table[table.recovery == "rewound"].groupby("corruption_degree").choice.agg(lambda c: " / ".join(dict.fromkeys(c)))
-    number_ = "; ".join(f"{_degree(d.corruption_degree)}: {_vs(f'best rewinding ({choice[d.corruption_degree]})', mean['rewound', d.corruption_degree], 'memorized', mean['memorized', d.corruption_degree], d)}" for d in rewound.itertuples())
+    n_layers = len(models.weight_layers(grid[0].model))
+    chosen = table[table.recovery == "rewound"].choice.str.replace(r"^L = (\d+)", rf"L = \1 of {n_layers}", regex=True)  # "L = 3 of 5, epoch 1"
+    choice = chosen.groupby(table[table.recovery == "rewound"].corruption_degree).agg(lambda c: " / ".join(dict.fromkeys(c)))
+    number_ = "; ".join(
+        f"{_degree(d.corruption_degree)}: {_vs(f'best rewinding ({choice[d.corruption_degree]})', mean['rewound', d.corruption_degree], 'memorized', mean['memorized', d.corruption_degree], d)}"
+        + (f", the output layer alone above it at {alone.above[d.corruption_degree]} of {alone.epochs[d.corruption_degree]} epochs" if d.corruption_degree in alone.index else "")
+        for d in rewound.itertuples()
+    )
     return Finding(verdict(rewound.sign), number_, _effects([dict(comparison=f"p = {d.corruption_degree:g}", difference=d.difference, low=d.low, high=d.high) for d in rewound.itertuples()]))
 
 
@@ -722,6 +738,31 @@ def verdict_counts(table: pd.DataFrame) -> pd.DataFrame:
     a column per verdict of :data:`VERDICTS`."""
     counts = pd.crosstab(table.paper, table.verdict).reindex(index=list(dict.fromkeys(table.paper)), columns=list(VERDICTS), fill_value=0)
     return counts.rename_axis(index=None, columns=None)
+
+
+VERDICT_COLOURS = {"holds": "#1b9e77", "holds in part": "#e6ab02", "does not hold here": "#d95f02", "not tested here": "#999999"}
+"""The colour of each verdict in :func:`verdict_plot`."""
+
+
+def verdict_plot(table: pd.DataFrame, ax=None, title: str = "The verdicts, paper by paper"):
+    """:func:`verdict_counts` as stacked horizontal bars, a bar per paper (in the table's order)
+    and a colour per verdict; returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    counts = verdict_counts(table)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.2, 0.5 * len(counts) + 1.5))
+    left = np.zeros(len(counts))
+    for verdict_ in VERDICTS:
+        ax.barh(range(len(counts)), counts[verdict_], left=left, color=VERDICT_COLOURS[verdict_], label=verdict_, edgecolor="white")
+        left += counts[verdict_].to_numpy()
+    ax.set_yticks(range(len(counts)), counts.index)
+    ax.invert_yaxis()
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("claims")
+    ax.set_title(title)
+    ax.legend(title="verdict", loc="lower right", fontsize="small", title_fontsize="small")
+    return ax
 
 
 def verdict_summary(table: pd.DataFrame) -> str:

@@ -145,6 +145,8 @@ def test_claims_evaluated_on_tiny_runs_give_a_table_a_figure_and_a_sentence(memo
     assert list(effects.comparison) == ["p = 0.6", "p = 0.6"] and (effects.low <= effects.difference).all() and (effects.difference <= effects.high).all()
     assert effects.difference.iloc[1] == pytest.approx(0.3)
     assert holds.effects_plot(effects).get_xlabel().startswith("accuracy difference")
+    bars = holds.verdict_plot(table)
+    assert [t.get_text() for t in bars.get_yticklabels()] == ["Ketha & Ramaswamy (2025)"] and len(bars.patches) == len(holds.VERDICTS)
     counts = holds.verdict_counts(table)
     assert list(counts.columns) == list(holds.VERDICTS) and counts.values.sum() == 2
     assert holds.verdict_summary(table).startswith("Ketha & Ramaswamy (2025): of 2 claims, ")
