@@ -6,7 +6,8 @@ import pytest
 # tests/published_masc.py, the reference implementation, is imported by tests and benchmarks.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from memnotebooks import runs  # noqa: E402
+from memnotebooks import rewinding, runs  # noqa: E402
+from memnotebooks.data import validation_split  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +32,19 @@ def short(tmp_path_factory):
     epochs 0, 1 and 3: the last checkpoint is its final network."""
     config = runs.RunConfig(corruption_degree=0.6, subset=400, max_epochs=3, checkpoint_epochs=(0, 1, 3))
     return runs.run(config, artifacts_dir=tmp_path_factory.mktemp("artifacts"), device="cpu", progress=False)
+
+
+@pytest.fixture(scope="session")
+def rewound(memorized):
+    """``memorized`` with its last layers rewound to epochs 2 and 5."""
+    return rewinding.rewinding_table(memorized, epochs=[2, 5])
+
+
+@pytest.fixture(scope="session")
+def holdout_hits():
+    """``hits(run_, epoch)``: which holdout test images the run's network at ``epoch`` classifies right."""
+    def hits(run_, epoch):
+        y_test = run_.dataset.y_test.numpy()
+        holdout = ~validation_split(y_test)
+        return run_.test_predictions[epoch][holdout] == y_test[holdout]
+    return hits

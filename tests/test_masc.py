@@ -164,7 +164,7 @@ def test_max_components_caps_every_class_subspace():
     for a, b in zip(free.components_, capped.components_):
         assert np.linalg.norm(a @ b[0]) == pytest.approx(1.0)
     np.testing.assert_allclose([r[0] for r in capped.explained_variance_ratio_], [r[0] for r in free.explained_variance_ratio_])
-    with pytest.raises(ValueError, match="max_components \(None or an integer\) must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"max_components \(None or an integer\) must be an integer >= 1, got 0"):
         MASC(max_components=0).fit(X, y)
 
 

@@ -214,7 +214,7 @@ PAGE_CHECKS = """() => {
   const column = document.querySelector('article.bd-article');
   const width = column.getBoundingClientRect().width;
   const wide = [...column.querySelectorAll('table, img, figure')]
-    .map(e => [e.tagName, Math.round(e.getBoundingClientRect().width)])
+    .map(e => [e.tagName, Math.round(e.getBoundingClientRect().width), (e.innerText || e.getAttribute('src') || '').slice(0, 80)])
     .filter(([, w]) => w > width + 1);
   const images = [...document.images].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0]);
   const links = [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'));
@@ -241,7 +241,7 @@ def test_the_built_book_in_a_real_browser(built_book):
     for path, checks in found.items():
         name = path.relative_to(html.resolve())
         problems += [f"{name}: image {src} not drawn" for src, drawn in checks["images"] if not drawn]
-        problems += [f"{name}: {tag} {w} px wide in a {checks['width']:.0f} px column" for tag, w in checks["wide"]]
+        problems += [f"{name}: {tag} {w} px wide in a {checks['width']:.0f} px column ({text!r})" for tag, w, text in checks["wide"]]
         for href in checks["links"]:
             if re.match(r"[a-z]+:", href) or href == "#":
                 continue

@@ -5,19 +5,7 @@ import pandas as pd
 import pytest
 
 from memnotebooks import editing, prose, recovery, rewinding
-from memnotebooks.data import validation_split
 from memnotebooks.uncertainty import unpack_hits
-
-
-def holdout_hits(run_, epoch):
-    y_test = run_.dataset.y_test.numpy()
-    holdout = ~validation_split(y_test)
-    return run_.test_predictions[epoch][holdout] == y_test[holdout]
-
-
-@pytest.fixture(scope="module")
-def rewound(memorized):
-    return rewinding.rewinding_table(memorized, epochs=[2, 5])
 
 
 def test_recovery_table(memorized):
@@ -39,7 +27,7 @@ def test_recovery_table(memorized):
     assert table.loc["stopped early", "holdout accuracy"] == round(by_epoch.test_holdout_accuracy[early], 3)
 
 
-def test_recovery_rows_carry_hits_and_are_compared_with_stopping_early(memorized, rewound):
+def test_recovery_rows_carry_hits_and_are_compared_with_stopping_early(memorized, rewound, holdout_hits):
     table = recovery.recovery_table(memorized, rewound, relabel_methods=[])
     assert list(table.index) == ["memorized", "stopped early", "rewound", "MASC"] and table.hits.notna().all()
     assert (table.corruption_degree == 0.6).all() and (table.seed == 0).all()

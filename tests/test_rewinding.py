@@ -13,17 +13,6 @@ from memnotebooks.models import build_model, rewind, weight_layers
 from memnotebooks.uncertainty import unpack_hits
 
 
-def holdout_hits(run_, epoch):
-    y_test = run_.dataset.y_test.numpy()
-    holdout = ~validation_split(y_test)
-    return run_.test_predictions[epoch][holdout] == y_test[holdout]
-
-
-@pytest.fixture(scope="module")
-def rewound(memorized):
-    return rewinding.rewinding_table(memorized, epochs=[2, 5])
-
-
 def test_rewind_resets_exactly_the_last_layers():
     torch.manual_seed(0)
     final, early = build_model("mlp", (1, 8, 8), 10), build_model("mlp", (1, 8, 8), 10)
@@ -56,7 +45,7 @@ def test_rewinding_table(memorized):
         rewinding.rewinding_table(memorized, epochs=[2], depths=[6])
 
 
-def test_rewinding_rows_carry_their_holdout_hits(memorized, rewound):
+def test_rewinding_rows_carry_their_holdout_hits(memorized, rewound, holdout_hits):
     hits = rewound.hits.map(unpack_hits)
     assert (hits.map(len) == (~validation_split(memorized.dataset.y_test.numpy())).sum()).all()
     assert np.allclose(hits.map(np.mean), rewound.test_holdout_accuracy)
