@@ -30,7 +30,6 @@ benchmark: install
 
 # JupyterLab refuses to start as root without --allow-root (containers run as root).
 lab: install
-	$(BIN)/python -m pip install --quiet jupyterlab
 	$(BIN)/jupyter lab book/ --MultiKernelManager.default_kernel_name=$(KERNEL) $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 clean:

@@ -31,7 +31,7 @@ from .activations import check_layers, extract_activations
 from .corruption import corrupt_labels
 from .data import VALIDATION_FRACTION, VALIDATION_SEED, validation_split
 from .masc import MASC, check_variance_threshold, squared_cosines
-from .probes import PROBES, fit_probe, probe_accuracies, probe_recipe
+from .probes import PROBE_NAMES, PROBES, fit_probe, probe_accuracies, probe_recipe
 from .runs import FIT_LABELS, Run, config_columns, run_columns
 from .store import cached_table, is_cached
 from .tables import paired_differences
@@ -53,6 +53,7 @@ __all__ = [
     "PROTOCOL",
     "rule_checks",
     "SELECTIONS",
+    "test_angles",
     "threshold_scores",
 ]
 
@@ -150,6 +151,7 @@ def layerwise_evaluation(
     max_components: int | None = None,
     fit_corruption_degree: float | None = None,
     epoch: int | None = None,
+    compute: bool = True,
 ) -> pd.DataFrame:
     """Decode probe layers of a run with each probe, fitted on corrupted and on true labels.
 
@@ -178,6 +180,13 @@ def layerwise_evaluation(
     epoch : int, optional
         Decode the network as it was at this epoch (one of the run's ``checkpoint_epochs``)
         instead of the final one.
+    compute : bool
+        Compute the tables missing from the cache; ``False`` reads cached tables only.
+
+    Raises
+    ------
+    LookupError
+        With ``compute=False``, if a table is not in the cache (the error names it).
 
     Returns
     -------
@@ -211,6 +220,9 @@ def layerwise_evaluation(
         for which in fit_labels
     }
     missing = [key for key, recipe in recipes.items() if not is_cached(run_.path, "evaluation", recipe)]
+    if missing and not compute:
+        names = ", ".join(f"{layer} ({PROBE_NAMES.get(probe, probe)}, {which} labels)" for layer, probe, which in missing)
+        raise LookupError(f"Not in the cache of {run_.path.name}{'' if epoch is None else f' at epoch {epoch}'}: {names}; compute them with compute=True.")
     fresh = {}
     if missing:
         sets = evaluation_sets(run_)
@@ -496,3 +508,47 @@ def rule_checks(run_: Run, layers=None, variance_threshold: float = 0.99) -> pd.
             "masc_one_accuracy": float((absolute == y_test).mean()),
         })
     return pd.DataFrame(rows).assign(**config_columns(run_))
+
+
+def test_angles(run_: Run, layer: str, fit_labels: str = "corrupted", variance_threshold: float = 0.99, split: str = "test_holdout") -> pd.DataFrame:
+    """MASC's angles on one layer: for each test image of ``split``, the angle to its true
+    class's subspace and the smallest angle to another class's.
+
+    MASC is fitted on the layer's training activations with ``fit_labels``; an image is
+    classified right when the first angle is the smaller.
+
+    Parameters
+    ----------
+    run_ : Run
+    layer : str
+        One of the model's probe layers.
+    fit_labels : {"corrupted", "true"}
+    variance_threshold : float in (0, 1]
+    split : {"test", "test_validation", "test_holdout"}
+
+    Returns
+    -------
+    DataFrame
+        Two rows per image: ``angle`` (degrees, in [0, 90]) and ``subspace`` (``"true class"`` or
+        ``"nearest other class"``), with the configuration columns and ``layer``.
+    """
+    splits = {"test": None, "test_validation": True, "test_holdout": False}
+    if split not in splits:
+        raise ValueError(f"Unknown split {split!r}; choose from: {', '.join(splits)}.")
+    model = run_.model
+    (layer,) = check_layers(model, [layer])
+    device = next(model.parameters()).device
+    train, test = (extract_activations(model, x, [layer], output_device=device)[layer] for x in (run_.dataset.x_train, run_.dataset.x_test))
+    masc = MASC(variance_threshold=check_variance_threshold(variance_threshold)).fit(train, run_.fit_labels(fit_labels))
+    y_test = run_.dataset.y_test.numpy()
+    rows = np.ones(len(y_test), dtype=bool) if splits[split] is None else validation_split(y_test) == splits[split]
+    angles = masc.angles(test[torch.as_tensor(rows, device=test.device)])
+    if not np.isin(y_test[rows], masc.classes_).all():
+        raise ValueError(f"Some test classes have no {fit_labels} training labels in {run_.path.name}: no subspace to measure the angle to.")
+    own = np.searchsorted(masc.classes_, y_test[rows])
+    to_true = angles[np.arange(len(own)), own]
+    angles[np.arange(len(own)), own] = np.inf
+    return pd.DataFrame({
+        "angle": np.concatenate([to_true, angles.min(axis=1)]),
+        "subspace": ["true class"] * len(own) + ["nearest other class"] * len(own),
+    }).assign(**config_columns(run_), layer=layer)

@@ -21,6 +21,7 @@ __all__ = [
     "GRADIENT_MEASURES",
     "MANIFOLD_MEASURES",
     "SINGLE_DIRECTION",
+    "SPLIT_NAMES",
     "baselines",
     "decoding_by_layer",
     "decoding_over_epochs",
@@ -30,6 +31,8 @@ __all__ = [
     "gradients",
     "label_matrices",
     "label_matrix",
+    "layer_at_epoch",
+    "layer_decoding",
     "layer_embeddings",
     "layer_geometry",
     "learning_epochs",
@@ -45,6 +48,7 @@ __all__ = [
     "relabel_accuracy",
     "relabel_labels",
     "setting_curves",
+    "subspace_angles",
     "threshold_sweep",
     "training_curves",
     "wrong_fraction",
@@ -300,6 +304,70 @@ def probes_by_layer(evaluation: pd.DataFrame, split: str = "test_holdout"):
     grid.set(ylim=(0, 1.02), ylabel="accuracy" + (" (holdout)" if split == "test_holdout" else ""))
     sns.move_legend(grid, "upper left", bbox_to_anchor=(1.0, 0.9), title=None, frameon=False)
     return grid.figure
+
+
+def subspace_angles(angles: pd.DataFrame, ax=None):
+    """Histograms of MASC angles (degrees), one per ``subspace`` (e.g. the point's true class
+    and the nearest other class), each normalized to its own area.
+
+    Parameters
+    ----------
+    angles : DataFrame
+        Columns ``angle`` (degrees, in [0, 90]) and ``subspace``, one row per point and subspace.
+    """
+    ax = _axes(ax, (5, 3.4))
+    top = min(90.0, float(angles.angle.max()) + 5)  # the angles seldom reach 90 degrees: spend the axis where they are
+    sns.histplot(angles, x="angle", hue="subspace", bins=30, binrange=(0, top), stat="density", common_norm=False, element="step", ax=ax)
+    ax.set(xlabel="angle to the subspace (degrees)", xlim=(0, top))
+    return ax
+
+
+SPLIT_NAMES = {
+    ("test_validation", "true"): "test, validation part",
+    ("test_holdout", "true"): "test, holdout part",
+    ("train_clean", "true"): "training, clean",
+    ("train_corrupted", "true"): "training, corrupted (true labels)",
+    ("train_corrupted", "given"): "training, corrupted (given labels)",
+}
+"""Bar names of the (split, target) sets :func:`layer_decoding` draws."""
+
+
+def layer_decoding(evaluation: pd.DataFrame, angles: pd.DataFrame):
+    """One layer decoded: the probe's accuracy on each set (left) and MASC's angles on the
+    holdout part (right, :func:`subspace_angles`); returns the Figure.
+
+    Parameters
+    ----------
+    evaluation : DataFrame
+        :func:`memnotebooks.decoding.layerwise_evaluation` of one layer and one probe.
+    angles : DataFrame
+        :func:`memnotebooks.decoding.test_angles` of the same layer.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained", width_ratios=(1, 1.1))
+    bars = evaluation.assign(set=[SPLIT_NAMES.get(k) for k in zip(evaluation.split, evaluation.target)]).dropna(subset=["set"])
+    bars = bars.set_index("set").reindex([n for n in SPLIT_NAMES.values() if n in set(bars.set)]).reset_index()
+    sns.barplot(bars, y="set", x="accuracy", color="C0", ax=left, errorbar=None)
+    left.bar_label(left.containers[0], fmt="%.3f", padding=2, fontsize="small")
+    left.set(xlim=(0, 1.15), ylabel=None, xlabel="accuracy")
+    subspace_angles(angles, ax=right)
+    return fig
+
+
+def layer_at_epoch(evaluation: pd.DataFrame, network_accuracy: float, ax=None, split: str = "test_holdout"):
+    """Accuracy on ``split`` of each probe at every layer of one network, with the network's own
+    accuracy as a dashed line: the layer profile at one checkpoint.
+
+    Parameters
+    ----------
+    evaluation : DataFrame
+        :func:`memnotebooks.decoding.layerwise_evaluation` of one run at one epoch.
+    network_accuracy : float
+        The network's accuracy on ``split`` at that epoch.
+    """
+    ax = probe_comparison(evaluation, ax=ax, split=split)
+    ax.axhline(network_accuracy, color="0.3", linestyle="--", linewidth=1, label="network")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small", title="probe")
+    return ax
 
 
 def baselines(scores: pd.DataFrame, baselines=None, ax=None):

@@ -15,7 +15,7 @@ LAYERS = {
     "training": ["training", "gradients", "stacked"],
     "runs": ["runs"],
     "analyses": ["tables", "decoding", "baselines", "layer_geometry", "layer_manifolds", "relabel", "dynamics", "rewinding", "editing", "recovery"],
-    "outputs": ["report", "sweep", "book", "plotting", "holds"],
+    "outputs": ["report", "sweep", "book", "plotting", "holds", "explorers"],
 }
 """Every module of the package, by layer, bottom-up. Within a layer a module may import another
 of the same layer (DESIGN's "only from layers below" would forbid relabel's use of decoding);

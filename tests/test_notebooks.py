@@ -22,7 +22,7 @@ def test_stored_without_outputs_and_with_a_parameters_cell(notebook):
     assert all(not cell.outputs and cell.execution_count is None for cell in code)
     tagged = [cell for cell in code if "parameters" in cell.metadata.get("tags", [])]
     assert len(tagged) == 1 and tagged[0] is code[0]
-    assert nb.metadata.kernelspec.name == "python3"
+    assert (nb.metadata.kernelspec.name, nb.metadata.kernelspec.display_name) == ("memnotebooks", "Python (memnotebooks)")  # make install registers it
     # The parameters' types are checked first, at the top of the imports cell (papermill's -p passes text).
     first, second = ast.parse(code[1].source).body[:2]
     assert ast.unparse(first) == "from memnotebooks import book" and ast.unparse(second) == f"book.check_parameters('{notebook.name}', globals())"
