@@ -23,7 +23,8 @@ and from the analyses before it, never in a circle):
   recovering generalization);
 - outputs: :mod:`~memnotebooks.report` (a sweep beside the paper's table),
   :mod:`~memnotebooks.plotting`, :mod:`~memnotebooks.book` (executes the chapters and builds the
-  book) and :mod:`~memnotebooks.sweep` (batch runs).
+  book), :mod:`~memnotebooks.sweep` (batch runs), :mod:`~memnotebooks.holds` (what holds) and
+  :mod:`~memnotebooks.explorers` (the chapters' interactive views, ipywidgets).
 """
 
 __version__ = "0.1.0"
