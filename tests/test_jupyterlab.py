@@ -76,19 +76,25 @@ def lab(tmp_path_factory):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(values))
     port, token = free_port(), os.urandom(12).hex()
-    env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(settings / "workspaces"),
+    env = {"JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(settings / "workspaces"),
            "MEMNOTEBOOKS_ARTIFACTS": str(root.parent / f"{root.name}-artifacts")}
-    command = [str(JUPYTER), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
-               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--allow-root"]
     log_path = root.parent / f"{root.name}-server.log"
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    server = start_lab(root, port, token, log_path, env)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_server(server, base, token, log_path)
         yield {"base": base, "token": token, "root": root, "log": log_path}
     finally:
         shut_down(server, base, token)
+
+
+def start_lab(root: Path, port: int, token: str, log_path: Path, env: dict | None = None) -> subprocess.Popen:
+    """``jupyter lab`` on ``root``, headless, on ``port`` only (no retry on the next port), with
+    ``token``; its output goes to ``log_path``; in a process group of its own."""
+    command = [str(JUPYTER), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
+               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--allow-root"]
+    with open(log_path, "w") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True)
 
 
 def wait_for_server(server, base: str, token: str, log_path: Path, timeout: float = 90) -> None:
@@ -218,3 +224,18 @@ def test_every_explorer_responds_in_jupyterlab(browser, lab):
     page.keyboard.press("ArrowRight")
     page.wait_for_function("([el, src]) => el.querySelector('img').getAttribute('src') !== src", arg=[epoch.element_handle(), before], timeout=60_000)
     page.close()
+
+
+def test_a_server_that_cannot_start_fails_with_its_log(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = start_lab(tmp_path, port, "token", tmp_path / "server.log")
+        try:
+            with pytest.raises(pytest.fail.Exception) as failure:
+                wait_for_server(server, f"http://127.0.0.1:{port}", "token", tmp_path / "server.log")
+        finally:
+            shut_down(server, f"http://127.0.0.1:{port}", "token")
+    message = str(failure.value)
+    assert message.startswith("JupyterLab exited with") and str(port) in message and "already in use" in message
