@@ -142,6 +142,10 @@ def corruption_explorer(labels, n_classes: int, degree: float = 0.6, mode: str =
     degree : float in [0, 1]
     mode : {"uniform", "permute", "random_inputs"}
     seed : int
+
+    Returns
+    -------
+    Explorer
     """
     def view(degree, mode, seed):
         _choice(mode, MODES, "mode")
@@ -182,6 +186,10 @@ def decoding_explorer(runs_: list[Run], layer: str | None = None, probe: str = "
         Index in ``runs_`` of the run shown first.
     compute : bool
         Compute evaluation tables missing from the cache; with ``False`` the view says which are missing.
+
+    Returns
+    -------
+    Explorer
     """
     runs_ = list(runs_)
     layers = list(runs_[0].model.probe_layers)
@@ -206,7 +214,8 @@ def decoding_explorer(runs_: list[Run], layer: str | None = None, probe: str = "
         "probe": _dropdown("probe", [(PROBE_NAMES[p], p) for p in PROBES], probe),
         "variance_threshold": widgets.SelectionSlider(options=sorted({*THRESHOLDS, variance_threshold}) if 0 < variance_threshold <= 1 else THRESHOLDS,
                                                       value=variance_threshold if 0 < variance_threshold <= 1 else 0.99,
-                                                      description="variance threshold t", continuous_update=False, style=_WIDE),
+                                                      description="variance threshold t", continuous_update=False, style=_WIDE,
+                                                      layout=widgets.Layout(width="26em")),
         "fit_labels": _dropdown("fitted on", [(f"{f} labels", f) for f in FIT_LABELS], fit_labels),
     }
     requested = {"run": run, "layer": layer, "probe": probe, "fit_labels": fit_labels, "variance_threshold": variance_threshold}
@@ -229,6 +238,10 @@ def relabel_explorer(runs_: list[Run], table: pd.DataFrame, method: str = "masc_
         Index in ``runs_`` of the run shown first.
     **settings
         The relabelling settings ``table`` was computed with (``max_epochs``, ``patience``, ...).
+
+    Returns
+    -------
+    Explorer
     """
     runs_ = list(runs_)
     tuned = table[table.start == "memorized"]
@@ -271,6 +284,10 @@ def epoch_explorer(runs_: list[Run], probes=("masc", "velpic"), epoch: int | Non
         Index in ``runs_`` of the run shown first.
     compute : bool
         Compute evaluation tables missing from the cache; with ``False`` the view says which are missing.
+
+    Returns
+    -------
+    Explorer
     """
     runs_ = list(runs_)
     epochs = sorted(set.intersection(*(set(checkpointed_epochs(r)) for r in runs_)))
