@@ -398,7 +398,8 @@ def gradient_table(run_: Run, epochs=None, max_examples: int | None = 200, seed:
     rows = []
     for epoch in checkpointed_epochs(run_, epochs):
         model = run_.checkpoint(epoch)
-        totals = {subset: summed_gradient(model, x[index], y[index]) for subset, index in members.items()}
+        # In float64: the shares then sum to 1 to rounding, whatever the float32 reduction order (threads).
+        totals = {subset: summed_gradient(model, x[index], y[index]).double() for subset, index in members.items()}
         full = sum(totals.values())
         for subset, index in chosen.items():
             norms = per_example_gradient_norms(model, x[index], y[index], batch_size).double()
